@@ -1,0 +1,201 @@
+"""The library entry point: ``trainpilot.train(config) -> Run``.
+
+This module assembles the parts (config, data, model, engine, sinks, and the tuning controller
+when it is enabled); the engine itself knows nothing about tuning or LLMs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from trainpilot.config import TrainConfig, build_config, load_config, output_dir
+from trainpilot.data.prepare import prepare_data
+from trainpilot.engine.dist import init_distributed, resolve_device
+from trainpilot.engine.live import resolve_class_weights
+from trainpilot.engine.precision import choose_precision
+from trainpilot.engine.rundir import RunDir, new_session_id, read_jsonl, write_json_atomic
+from trainpilot.engine.sinks import ConsoleSink, JsonlSink, JsonLogSink, Progress, TensorBoardSink
+from trainpilot.engine.state import copy_to_user_dirs, load_checkpoint, restore_trainer
+from trainpilot.engine.trainer import Trainer
+from trainpilot.models import build_model, resolve_model_name
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) run: where it is and how it went."""
+
+    dir: Path
+    summary: dict
+    config: TrainConfig
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[dict]:
+        return read_jsonl(self.dir / "metrics.jsonl")
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.dir / "checkpoints" / "best.pt"
+
+
+def _as_config(config: TrainConfig | dict | str | Path | None, overrides: list[str] | None) -> TrainConfig:
+    if isinstance(config, TrainConfig):
+        return build_config({**config.to_dict()}) if not overrides else load_config(None, overrides, **config.to_dict())
+    if isinstance(config, dict):
+        return load_config(None, overrides, **config)
+    return load_config(config, overrides)
+
+
+def _model_stem(cfg: TrainConfig) -> str:
+    return cfg.model_filename or f"{cfg.model_name}_{cfg.timestamp or time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
+          runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
+          quiet: bool = False, json_logs: bool = False, console: Console | None = None) -> Run:
+    """Train a classifier; see the README for the config keys. Returns the :class:`Run`."""
+    console = console or Console(stderr=True, quiet=quiet)
+    notices: list[str] = []
+    ckpt = None
+    if resume is not None:
+        run = RunDir(Path(resume))
+        if not run.last.exists():
+            raise ValueError(f"cannot resume '{resume}': {run.last} does not exist (the run never finished an epoch?)")
+        ckpt = load_checkpoint(run.last)
+        cfg = build_config(ckpt["config"])
+    else:
+        cfg = _as_config(config, overrides)
+    resolve_model_name(cfg.model_name)  # fail fast on a bad name, before decoding any image
+
+    device = resolve_device(cfg.device, int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    dist = init_distributed(device)
+    if dist.enabled and device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_main:
+        console = Console(quiet=True)
+
+    with console.status("scanning and decoding images (once; they are cached in RAM when they fit)"):
+        data = prepare_data(cfg)
+    if data.skipped:
+        listed = "; ".join(f"{p} ({why})" for p, why in data.skipped[:5])
+        more = f" and {len(data.skipped) - 5} more" if len(data.skipped) > 5 else ""
+        notices.append(f"skipped {len(data.skipped)} unreadable or non-image file(s): {listed}{more}")
+
+    torch.manual_seed(cfg.seed)
+    model, model_info = build_model(cfg, len(data.classes))
+    sample = torch.zeros(min(cfg.batch_size, 16), 3, cfg.image_size, cfg.image_size)
+    sample = sample.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
+    precision = choose_precision(cfg, device, model, sample)
+    if precision.notice:
+        notices.append(precision.notice)
+
+    if ckpt is None:
+        cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes) if cfg.use_class_weights else cfg.class_weights
+        runs_dir = Path(runs_dir)
+        session_id = dist.broadcast(new_session_id(resolve_display_name(cfg), runs_dir) if dist.is_main else None)
+        run = RunDir(runs_dir / session_id)
+    session_id = run.session_id
+    for key in ("model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
+        _, notice = output_dir(cfg, key)
+        if notice:
+            notices.append(notice)
+
+    trainer = Trainer(cfg, data, model, model_info, device, precision, dist, session_id)
+    trainer.run = run
+    trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run, dist.is_main)
+    if ckpt is not None:
+        restore_trainer(trainer, ckpt)
+        if dist.is_main:
+            run.truncate_metrics_after(trainer.epoch)
+        notices.append(f"resumed {session_id} after epoch {trainer.epoch}")
+
+    tb_sink = None
+    if dist.is_main:
+        run.create()
+        _write_run_files(trainer, run, data, model_info, notices)
+        trainer.sinks = [JsonlSink(run.metrics)]
+        if cfg.use_tensorboard:
+            tb_dir = output_dir(cfg, "tensorboard_log_dir")[0]
+            tb_dir = tb_dir / session_id if tb_dir else run.root / "tensorboard"
+            tb_sink = TensorBoardSink(tb_dir, cfg.metrics)
+            trainer.sinks.append(tb_sink)
+        trainer.sinks.append(JsonLogSink() if json_logs else ConsoleSink(console, cfg.metrics))
+    for note in notices:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+    try:
+        if quiet or json_logs or not dist.is_main:
+            summary = trainer.fit()
+        else:
+            with Progress(console, cfg.num_epochs) as progress:
+                trainer.progress = progress
+                summary = trainer.fit()
+    except KeyboardInterrupt:
+        console.print(f"[red]interrupted[/] after epoch {trainer.epoch}; continue with: "
+                      f"trainpilot train --resume {run.root}")
+        raise
+    finally:
+        for sink in trainer.sinks:
+            sink.close() if not isinstance(sink, TensorBoardSink) else None
+    if dist.is_main:
+        summary.update(_finish(trainer, run, tb_sink, data, notices))
+        write_json_atomic(run.root / "summary.json", summary)
+    return Run(run.root, summary, trainer.cfg, notices)
+
+
+def resolve_display_name(cfg: TrainConfig) -> str:
+    return cfg.model_name.replace("/", "_")
+
+
+def _controller_hooks(cfg: TrainConfig, run: RunDir, is_main: bool) -> list:
+    if not cfg.intelligent_training.enabled:
+        return []
+    from trainpilot.tuning.controller import TuningController
+
+    return [TuningController(cfg.intelligent_training, run)]
+
+
+def _write_run_files(tr: Trainer, run: RunDir, data, model_info: dict, notices: list[str]) -> None:
+    cfg = tr.cfg
+    resolved = cfg.to_dict()
+    resolved["model_name_resolved"] = model_info["timm_name"]
+    write_json_atomic(run.resolved_config, resolved)
+    write_json_atomic(run.root / "run.json", {
+        "session_id": run.session_id, "model_note": cfg.model_note, "classes": data.classes,
+        "train_counts": data.train_counts(), "val_count": len(data.val), "layout": data.index.layout,
+        "data_dir": str(data.index.root), "cached_in_ram": data.cached, "model": model_info,
+        "skipped_files": [{"path": p, "why": w} for p, w in data.skipped], "notices": notices,
+        "torch": torch.__version__,
+    })
+    param_dir, _ = output_dir(cfg, "default_param_save_dir")
+    if param_dir is not None:
+        write_json_atomic(param_dir / f"{_model_stem(cfg)}_config.json", resolved)
+
+
+def _finish(tr: Trainer, run: RunDir, tb_sink, data, notices: list[str]) -> dict:
+    extra: dict[str, Any] = {"run_dir": str(run.root), "best_checkpoint": str(run.best)}
+    model_dir, _ = output_dir(tr.cfg, "model_save_dir")
+    extra["copied"] = copy_to_user_dirs(tr, model_dir, _model_stem(tr.cfg))
+    last_val = next((r for r in reversed(tr.history) if r["phase"] == "val"), None)
+    cm_png = None
+    if last_val is not None:
+        try:
+            from trainpilot.reports.plots import plot_confusion_matrix
+
+            cm_png = run.reports / "confusion_matrix_val.png"
+            plot_confusion_matrix(last_val["confusion_matrix"], data.classes, cm_png)
+        except ImportError:
+            cm_png = None
+    if tb_sink is not None:
+        final = {"val_accuracy": last_val["accuracy"], "val_macro_f1": last_val["macro_f1"]} if last_val else {}
+        tb_sink.finish(cm_png, tr.cfg.to_dict(), final)
+        tb_sink.close()
+        extra["tensorboard"] = str(tb_sink.log_dir)
+    write_json_atomic(run.resolved_config, {**tr.cfg.to_dict(), "model_name_resolved": tr.model_info["timm_name"]})
+    return extra

@@ -1,0 +1,225 @@
+"""The `trainpilot` command.
+
+User mistakes (a bad key, a missing folder, a Windows path on Linux, a broken run directory)
+print one line starting with ``error:`` and exit with status 2; set TRAINPILOT_DEBUG=1 to see
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train image classifiers from a folder of images, and tune them while they train.")
+console = Console(stderr=True, soft_wrap=True)
+
+RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go.")
+SET = typer.Option(None, "--set", help="Override a config key: --set key=value (dotted keys for sections).")
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (overrides data_dir)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML config (the seed format loads as is)."),
+    set_: Optional[list[str]] = SET,
+    runs_dir: Path = RUNS_DIR,
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue runs/<session_id> from its last checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars or per-epoch lines."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="One JSON object per event on stdout."),
+) -> None:
+    """Train a classifier; writes a run directory under --runs-dir."""
+    from trainpilot.api import train as run_training
+
+    overrides = list(set_ or [])
+    if data is not None:
+        overrides.insert(0, f"data_dir={json.dumps(str(data), ensure_ascii=False)}")
+    if resume is not None:
+        result = run_training(resume=resume, quiet=quiet, json_logs=json_logs, console=_console(quiet))
+    else:
+        result = run_training(config, overrides=overrides, runs_dir=runs_dir, quiet=quiet, json_logs=json_logs,
+                              console=_console(quiet))
+    _print_summary(result.summary, json_logs)
+
+
+@app.command()
+def demo(
+    runs_dir: Path = RUNS_DIR,
+    set_: Optional[list[str]] = SET,
+    quiet: bool = typer.Option(False, "--quiet"),
+    json_logs: bool = typer.Option(False, "--json-logs"),
+) -> None:
+    """Generate the synthetic defect dataset (5 classes, seed names) and train on it (~3 min on 2 CPU cores)."""
+    from trainpilot.api import train as run_training
+    from trainpilot.demo import DEMO_CONFIG, make_demo_dataset
+
+    data_dir = make_demo_dataset(runs_dir / "_demo_dataset")
+    result = run_training({**DEMO_CONFIG, "data_dir": str(data_dir)}, overrides=list(set_ or []), runs_dir=runs_dir,
+                          quiet=quiet, json_logs=json_logs, console=_console(quiet))
+    _print_summary(result.summary, json_logs)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory (or a .pt checkpoint)."),
+    split: str = typer.Option("test", "--split", help="test, val, train, or all (flat class folders)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder; default: the run's data_dir."),
+    which: str = typer.Option("best", "--checkpoint", help="best or last."),
+) -> None:
+    """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG for a split."""
+    from trainpilot.inference import evaluate_split, load_trained
+    from trainpilot.reports.plots import plot_confusion_matrix
+
+    trained = load_trained(run, which=which)
+    data_dir = data or Path(trained.config["data_dir"])
+    result = evaluate_split(trained, data_dir, split=split)
+    out_dir = (run if run.is_dir() else run.parent) / "reports"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_confusion_matrix(result["confusion_matrix"], trained.class_names, out_dir / f"confusion_matrix_{split}.png")
+    (out_dir / f"evaluation_{split}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    table = Table(title=f"{split}: accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col)
+    for name, row in result["per_class"].items():
+        table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    Console().print(table)
+    console.print(f"confusion matrix: {png}")
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="A run directory (or a .pt checkpoint)."),
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    top_k: int = typer.Option(3, "--top-k", min=1),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Write predictions to this CSV file."),
+    sort_into: Optional[Path] = typer.Option(None, "--sort-into", help="Copy images into DIR/<class>/."),
+    threshold: float = typer.Option(0.0, "--threshold", min=0.0, max=1.0,
+                                    help="With --sort-into: below this top-1 probability go to DIR/_uncertain/."),
+) -> None:
+    """Classify images; print, write a CSV, or sort them into class folders."""
+    from trainpilot.inference import load_trained, predict as run_predict, sort_into as run_sort, write_predictions_csv
+
+    trained = load_trained(run)
+    preds = run_predict(trained, list(inputs), top_k=top_k)
+    if csv:
+        write_predictions_csv(preds, csv)
+        console.print(f"wrote {csv}")
+    if sort_into:
+        counts = run_sort(preds, sort_into, threshold)
+        console.print(f"sorted into {sort_into}: {counts}")
+    if not csv and not sort_into:
+        out = Console()
+        for p in preds:
+            if p.get("error"):
+                out.print(f"{p['path']}: [red]{p['error']}[/]", highlight=False)
+            else:
+                out.print(f"{p['path']}: " + ", ".join(f"{t['label']} {t['prob']:.3f}" for t in p["top"]), highlight=False)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run directory (or a .pt checkpoint)."),
+    format: str = typer.Option("onnx", "--format", help="Only onnx."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file; default RUN/export/model.onnx."),
+) -> None:
+    """Export the best model to ONNX and verify it with onnxruntime against PyTorch."""
+    from trainpilot.export import export_onnx
+    from trainpilot.inference import load_trained
+
+    if format != "onnx":
+        raise ValueError(f"--format {format!r} is not supported; use --format onnx")
+    trained = load_trained(run)
+    out = out or (run if run.is_dir() else run.parent) / "export" / "model.onnx"
+    result = export_onnx(trained, out)
+    console.print(f"exported {result['path']} (verified with onnxruntime: max |logit diff| "
+                  f"{result['max_abs_diff']:.2e}, top-1 agreement {result['top1_agreement']:.0%})")
+
+
+@app.command("config")
+def config_cmd(
+    file: Optional[Path] = typer.Argument(None, help="Validate this config and print it resolved."),
+    set_: Optional[list[str]] = SET,
+    markdown: bool = typer.Option(False, "--markdown", help="Print the config reference as a Markdown table."),
+) -> None:
+    """Show every config key with its default, bounds and help, or validate a config file."""
+    from trainpilot.config import load_config, reference_markdown
+
+    if markdown or (file is None and not set_):
+        print(reference_markdown())
+        return
+    cfg = load_config(file, list(set_ or []))
+    print(json.dumps(cfg.to_dict(), ensure_ascii=False, indent=2))
+
+
+def _console(quiet: bool) -> Console:
+    return Console(stderr=True, quiet=quiet, soft_wrap=True)
+
+
+def _print_summary(summary: dict, json_logs: bool) -> None:
+    if json_logs:
+        print(json.dumps({"event": "summary", **summary}, ensure_ascii=False))
+        return
+    lines = [f"run directory   {summary.get('run_dir')}",
+             f"best checkpoint {summary.get('best_checkpoint')}  (epoch {summary.get('best_epoch')}, "
+             f"{summary.get('monitor')} {summary.get('best_value', 0):.4f}, {summary.get('best_source')} weights)"]
+    if summary.get("tensorboard"):
+        lines.append(f"tensorboard     tensorboard --logdir {summary['tensorboard']}")
+    if summary.get("copied"):
+        lines.append("copied to       " + ", ".join(summary["copied"]))
+    lines.append(f"stopped         {summary.get('stop_reason')}")
+    if summary.get("skipped_files"):
+        lines.append(f"skipped files   {summary['skipped_files']} (listed in run.json)")
+    console.print("\n".join(lines), highlight=False)
+
+
+def _register_optional_commands() -> None:
+    # Tuning and LLM commands live with their own modules; they register here when present.
+    for module in ("trainpilot.tuning.cli", "trainpilot.llm.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue
+        mod.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user mistakes into one-line errors."""
+    from trainpilot.config import ConfigError
+
+    _register_optional_commands()
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, ValueError, FileNotFoundError, PermissionError)
+    try:
+        from trainpilot.data.folder import DatasetError
+        from trainpilot.llm.base import LLMError
+        user_errors += (DatasetError, LLMError)
+    except ImportError:
+        pass
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("aborted")
+        sys.exit(130)
+    except __import__("click").ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except user_errors as exc:
+        if os.environ.get("TRAINPILOT_DEBUG") == "1":
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        console.print(f"[red]error:[/] {message}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

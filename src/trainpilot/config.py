@@ -1,0 +1,367 @@
+"""TrainConfig: every setting trainpilot understands, defined once.
+
+Each key has its type, default, bounds and help text here; validation, the README's config
+reference and the tuning controller's action schema are all derived from this module.
+The seed application's 52 keys load verbatim (Chinese class names and Windows paths included);
+the keys it added are marked ``[new]`` in their help text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainpilot.llm.settings import LLMSettings
+
+OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "RAdam", "AdaBelief")
+SCHEDULERS = (
+    "StepLR", "MultiStepLR", "CosineAnnealingLR", "ReduceLROnPlateau",
+    "OneCycleLR", "CyclicLR", "ExponentialLR", "None",
+)
+ACTIVATIONS = ("None", "ReLU", "SiLU", "GELU", "Hardswish", "Mish")
+METRICS = ("accuracy", "macro_f1", "precision", "recall")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; its message is one line naming the key and the fix."""
+
+
+def _f(default: Any, help: str, *, tunable: str | None = None, **bounds: Any) -> Any:
+    """A schema field; ``tunable`` says how the tuning controller may change it (live/restart/extend)."""
+    extra = {"tunable": tunable} if tunable else None
+    return Field(default, description=help, json_schema_extra=extra, **bounds)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IntelligentTrainingConfig(_Strict):
+    """The tuning controller: when it analyses, who advises, and how changes are judged."""
+
+    enabled: bool = _f(False, "Watch the run, diagnose it and propose changes. [new]")
+    mode: Literal["auto", "suggest", "off"] = _f(
+        "auto", "auto applies changes; suggest waits for `trainpilot approve`; off only records the diagnosis. [new]")
+    advisor: Literal["rules", "llm", "hybrid"] = _f(
+        "rules", "Who proposes changes: the built-in rule engine, an LLM, or rules checked by an LLM. [new]")
+    report_language: Literal["zh", "en"] = _f("en", "Language of the adjustment reports. [new]")
+    analysis_interval: int = _f(2, "Analyse every N epochs. [new]", ge=1, le=1000)
+    min_epochs_before_analysis: int = _f(2, "First epoch at which a scheduled analysis may run. [new]", ge=1, le=1000)
+    cooldown_epochs: int = _f(2, "Epochs to wait after an applied change before the next analysis. [new]", ge=0, le=1000)
+    max_interventions: int = _f(5, "Applied changes allowed per run. [new]", ge=0, le=1000)
+    evaluation_window: int = _f(2, "Epochs after a change before it is kept or rolled back. [new]", ge=1, le=100)
+    divergence_threshold: float = _f(
+        1.5, "Emergency analysis when the train loss exceeds this multiple of its best value. [new]", gt=1.0, le=100.0)
+    lr_max_factor: float = _f(10.0, "Trust region: the most one change may multiply or divide the lr by. [new]", gt=1.0, le=1000.0)
+    min_noise_margin: float = _f(
+        0.005, "Smallest metric change treated as real when judging a change. [new]", ge=0.0, le=1.0)
+    bounds: dict[str, list[float]] = _f(
+        {}, "Per-key [low, high] overrides of the action schema's bounds, e.g. {\"learning_rate\": [1e-6, 0.1]}. [new]")
+    stale_after_epochs: int = _f(
+        2, "An LLM proposal that arrives more than N epochs after its request is dropped as stale. [new]", ge=0, le=100)
+    llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM backend settings. [new]")
+
+
+class TrainConfig(_Strict):
+    """Every training setting. Field order follows the seed config, then trainpilot's additions."""
+
+    # --- the seed application's keys -------------------------------------------------------
+    data_dir: str = _f("", "Dataset folder: train/ and val/ (optional test/) class folders, or flat class folders.")
+    model_name: str = _f("mobilenetv3_small_100", "A timm model name, or a seed alias such as MobileNetV3 or ResNet50.")
+    num_epochs: int = _f(20, "Training epochs.", ge=1, le=10000, tunable="extend")
+    batch_size: int = _f(32, "Images per optimizer micro-batch.", ge=1, le=4096, tunable="restart")
+    learning_rate: float = _f(2e-3, "Peak learning rate (after warmup).", gt=0.0, le=10.0, tunable="live")
+    model_save_dir: str = _f("", "Extra folder that receives <model_filename>_best.pt and _last.pt; empty keeps them in the run only.")
+    default_param_save_dir: str = _f("", "Extra folder that receives <model_filename>_config.json, the config actually used.")
+    tensorboard_log_dir: str = _f("", "TensorBoard folder; empty means runs/<session_id>/tensorboard.")
+    task_type: str = _f("classification", "Only image classification is supported.")
+    optimizer: Literal[OPTIMIZERS] = _f("AdamW", "Optimizer (timm's create_optimizer_v2).", tunable="restart")
+    use_pretrained: bool = _f(False, "Start from ImageNet weights (hub cache, pretrained_path or a packaged file).")
+    pretrained_path: str = _f("", "Local checkpoint to start from; its classifier head is replaced.")
+    metrics: list[Literal[METRICS]] = _f(["accuracy", "macro_f1"], "Validation metrics shown in the console and TensorBoard.")
+    use_tensorboard: bool = _f(True, "Write TensorBoard scalars, confusion matrices and hparams.")
+    model_note: str = _f("", "Free text stored with the run and its checkpoints.")
+    use_class_weights: bool = _f(False, "Weight the loss by class, computed from training counts.", tunable="live")
+    weight_strategy: Literal["balanced", "inverse", "log_inverse", "custom", "none"] = _f(
+        "balanced", "How class weights are computed; custom takes class_weights as given.", tunable="live")
+    weight_decay: float = _f(0.05, "Weight decay (decoupled for AdamW).", ge=0.0, le=10.0, tunable="live")
+    lr_scheduler: Literal[SCHEDULERS] = _f("CosineAnnealingLR", "Learning-rate schedule after warmup.", tunable="restart")
+    use_augmentation: bool = _f(True, "Random resized crop, flips and brightness/contrast jitter on training images.", tunable="live")
+    early_stopping: bool = _f(True, "Stop when the monitored validation metric stops improving.", tunable="live")
+    early_stopping_patience: int = _f(10, "Epochs without improvement before stopping.", ge=1, le=1000, tunable="live")
+    gradient_clipping: bool = _f(False, "Clip the global gradient norm.", tunable="live")
+    gradient_clipping_value: float = _f(1.0, "Max global gradient norm.", gt=0.0, le=1e4, tunable="live")
+    mixed_precision: bool = _f(True, "fp16 autocast on CUDA; on CPU bf16 only where measured faster.")
+    dropout_rate: float = _f(0.0, "Dropout before the classifier head.", ge=0.0, le=0.95, tunable="live")
+    activation_function: Literal[ACTIVATIONS] = _f("None", "Replace the model's activations; None keeps its own.")
+    beta1: float = _f(0.9, "Adam-family beta1 (RMSprop: alpha).", ge=0.0, lt=1.0)
+    beta2: float = _f(0.999, "Adam-family beta2.", ge=0.0, lt=1.0)
+    momentum: float = _f(0.9, "SGD/RMSprop momentum.", ge=0.0, lt=1.0)
+    nesterov: bool = _f(False, "Nesterov momentum for SGD.")
+    warmup_enabled: bool = _f(True, "Ramp the lr up per optimizer step; the first step is never at lr 0.")
+    warmup_steps: int = _f(0, "Warmup length in optimizer steps; 0 uses warmup_ratio.", ge=0, le=10**7)
+    warmup_ratio: float = _f(0.05, "Warmup length as a fraction of all optimizer steps.", ge=0.0, le=0.5)
+    warmup_method: Literal["linear", "cosine"] = _f("linear", "Warmup curve.")
+    min_lr_enabled: bool = _f(True, "Never let any scheduler go below min_lr.")
+    min_lr: float = _f(1e-6, "The lr floor.", ge=0.0, le=1.0)
+    label_smoothing_enabled: bool = _f(True, "Label smoothing in the cross-entropy.", tunable="live")
+    label_smoothing: float = _f(0.1, "Label smoothing amount.", ge=0.0, le=0.5, tunable="live")
+    model_ema: bool = _f(True, "Keep an EMA of the weights; the better of EMA and raw becomes best.pt.")
+    model_ema_decay: float = _f(0.998, "EMA decay per optimizer step (with timm's warmup).", ge=0.0, lt=1.0, tunable="live")
+    gradient_accumulation_enabled: bool = _f(False, "Accumulate gradients over several micro-batches.", tunable="live")
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.", ge=1, le=1024, tunable="live")
+    advanced_augmentation_enabled: bool = _f(False, "Mixup/CutMix (timm.data.Mixup) with soft-target loss.", tunable="live")
+    cutmix_prob: float = _f(0.5, "Probability that a mixed batch uses CutMix instead of Mixup.", ge=0.0, le=1.0, tunable="live")
+    mixup_alpha: float = _f(0.2, "Mixup/CutMix Beta(alpha, alpha).", gt=0.0, le=10.0, tunable="live")
+    loss_scaling_enabled: bool = _f(True, "Scale the loss under mixed precision (GradScaler); skips non-finite steps.")
+    loss_scale: Literal["dynamic", "static"] = _f("dynamic", "dynamic grows/backs off the scale; static keeps static_loss_scale.")
+    static_loss_scale: float = _f(128.0, "The fixed scale when loss_scale is static.", gt=0.0, le=2.0**24)
+    class_weights: dict[str, float] | None = _f(
+        None, "Per-class loss weights; filled in from the data when use_class_weights is on (or given, with custom).",
+        tunable="live")
+    model_filename: str = _f("", "File stem for model_save_dir/default_param_save_dir copies; default <model_name>_<timestamp>.")
+    timestamp: str = _f("", "Creation time stamp (YYYYmmdd-HHMMSS) used in the default model_filename; empty means now.")
+
+    # --- trainpilot's additions -------------------------------------------------------------
+    image_size: int = _f(128, "Square input size in pixels. [new]", ge=16, le=1024)
+    val_split: float = _f(0.2, "Validation fraction for flat class folders (seeded, stratified). [new]", gt=0.0, lt=0.9)
+    seed: int = _f(42, "Random seed for splits, init, augmentation and order. [new]", ge=0, le=2**31 - 1)
+    num_workers: int = _f(0, "Decoding processes when images are streamed from disk (not cached). [new]", ge=0, le=64)
+    cache_images: Literal["auto", "always", "never"] = _f(
+        "auto", "Decode and resize once into RAM; auto does so when it fits in cache_max_gb. [new]")
+    cache_max_gb: float = _f(4.0, "RAM budget for the image cache. [new]", gt=0.0, le=1024.0)
+    device: str = _f("auto", "auto, cpu, cuda, cuda:N or mps. [new]")
+    channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU). [new]")
+    compile: bool = _f(False, "torch.compile the model (slow start, faster steps on long runs). [new]")
+    monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = _f(
+        "val_accuracy", "Validation metric for best.pt, early stopping and the tuning controller. [new]")
+    lr_step_size: int = _f(0, "StepLR step (epochs); also spaces MultiStepLR milestones; 0 means num_epochs // 3. [new]", ge=0, le=10000)
+    lr_gamma: float = _f(0.1, "Decay factor for StepLR/MultiStepLR/ReduceLROnPlateau; ExponentialLR reaches min_lr-ish at the end when 0. [new]", ge=0.0, lt=1.0)
+    lr_patience: int = _f(3, "ReduceLROnPlateau patience in epochs. [new]", ge=0, le=1000)
+    intelligent_training: IntelligentTrainingConfig = Field(
+        default_factory=IntelligentTrainingConfig, description="The tuning controller. [new]")
+
+    @field_validator("task_type")
+    @classmethod
+    def _only_classification(cls, v: str) -> str:
+        if v != "classification":
+            raise ValueError(f"task_type {v!r} is not supported; trainpilot trains image classifiers: use 'classification'")
+        return v
+
+    @field_validator("optimizer", "lr_scheduler", "activation_function", mode="before")
+    @classmethod
+    def _case_insensitive(cls, v: Any, info: Any) -> Any:
+        choices = {"optimizer": OPTIMIZERS, "lr_scheduler": SCHEDULERS, "activation_function": ACTIVATIONS}[info.field_name]
+        if isinstance(v, str):
+            for c in choices:
+                if c.lower() == v.strip().lower():
+                    return c
+            if v.strip().lower() in ("none", "null", "") and "None" in choices:
+                return "None"
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
+            raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        return v
+
+    # -- helpers ------------------------------------------------------------------------------
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step actually used (1 when accumulation is off)."""
+        return self.gradient_accumulation_steps if self.gradient_accumulation_enabled else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------------------------
+# loading, overrides and one-line errors
+
+def all_keys(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema, nested sections included."""
+    keys = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += all_keys(ann, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _suggest(key: str) -> str:
+    candidates = all_keys()
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:  # also try the last part alone, e.g. "mode" -> intelligent_training.mode
+        tail = {k.rsplit(".", 1)[-1]: k for k in candidates}
+        hit = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tail), n=1, cutoff=0.75)
+        close = [tail[hit[0]]] if hit else []
+    return f"; did you mean '{close[0]}'?" if close else "; see `trainpilot config` for every key"
+
+
+def _check_unknown(data: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            raise ConfigError(f"unknown config key '{prefix}{key}'{_suggest(prefix + key)}")
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and isinstance(value, dict):
+            _check_unknown(value, ann, f"{prefix}{key}.")
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    got = first.get("input")
+    shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"config key '{key}': {msg}{shown}{more}"
+
+
+def build_config(data: dict[str, Any]) -> TrainConfig:
+    """Validate a plain dict into a TrainConfig, raising ConfigError with a one-line message."""
+    _check_unknown(data, TrainConfig)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or YAML config file into a dict (no validation yet)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist")
+    text = p.read_text(encoding="utf-8-sig")
+    try:
+        data = yaml.safe_load(text) if p.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file '{p}' is not valid {p.suffix.lstrip('.').upper() or 'JSON'}: "
+                          f"{str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}' must hold a mapping of keys to values")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Turn a --set value into a typed value: JSON first, then YAML (true, 1e-4, [a, b]), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if value is None and text.strip() not in ("null", "~") else value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides; dotted keys reach nested sections."""
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}' must look like key=value, e.g. --set num_epochs=20")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in all_keys() and not any(k.startswith(key + ".") for k in all_keys()):
+            raise ConfigError(f"unknown config key '{key}' in --set{_suggest(key)}")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = parse_value(raw)
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                **fields: Any) -> TrainConfig:
+    """Config file (optional) + keyword fields + --set overrides -> validated TrainConfig."""
+    data = read_config_file(path) if path else {}
+    data.update({k: v for k, v in fields.items() if v is not None})
+    return build_config(apply_overrides(data, overrides or []))
+
+
+# --------------------------------------------------------------------------------------------
+# paths
+
+_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)|\\")
+
+
+def is_foreign_windows_path(value: str) -> bool:
+    """True for 'E:\\data' or '\\\\server\\share' when running on a POSIX system."""
+    return os.name != "nt" and bool(_WINDOWS_PATH.search(value))
+
+
+def input_path(cfg: TrainConfig, key: str) -> Path:
+    """An existing input path from the config, or a ConfigError naming the key and the fix."""
+    value = getattr(cfg, key)
+    if not value:
+        raise ConfigError(f"config key '{key}' is empty; set it, e.g. --set {key}=path/to/folder")
+    if is_foreign_windows_path(value):
+        raise ConfigError(f"config key '{key}' is a Windows path ({value!r}) and this is "
+                          f"{os.uname().sysname}; give a local path, e.g. --set {key}=/path/on/this/machine")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise ConfigError(f"config key '{key}': '{path}' does not exist")
+    return path
+
+
+def output_dir(cfg: TrainConfig, key: str) -> tuple[Path | None, str | None]:
+    """An optional output folder: (path, None), or (None, notice) when it cannot be used here.
+
+    A Windows path from a config written on Windows is not turned into a folder with backslashes
+    in its name: it is skipped with a one-line notice naming the key, and the run directory
+    (which always holds everything) is used instead.
+    """
+    value = getattr(cfg, key)
+    if not value:
+        return None, None
+    if is_foreign_windows_path(value):
+        return None, (f"config key '{key}' is a Windows path ({value!r}); it cannot be used on "
+                      f"{os.uname().sysname}, so the run directory is used instead (set --set {key}=DIR to change)")
+    return Path(value).expanduser(), None
+
+
+# --------------------------------------------------------------------------------------------
+# documentation
+
+def reference_markdown() -> str:
+    """The README's config reference, generated from the schema."""
+    lines = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+                continue
+            bounds = []
+            for meta in field.metadata:
+                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                    if getattr(meta, attr, None) is not None:
+                        bounds.append(f"{sym} {getattr(meta, attr)}")
+            type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+            default = field.get_default(call_default_factory=True)
+            help_text = (field.description or "").replace("|", "\\|")
+            tunable = (field.json_schema_extra or {}).get("tunable") if isinstance(field.json_schema_extra, dict) else None
+            if tunable:
+                help_text += f" *Tunable ({tunable}).*"
+            lines.append(f"| `{prefix}{name}` | `{type_name}` | `{json.dumps(default, ensure_ascii=False)}` | "
+                         f"{', '.join(bounds)} | {help_text} |")
+
+    walk(TrainConfig, "")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Class weights for the loss, computed from the training counts."""
+
+from __future__ import annotations
+
+import math
+
+STRATEGIES = ("balanced", "inverse", "log_inverse", "custom", "none")
+
+
+def compute_class_weights(counts: list[int], classes: list[str], strategy: str,
+                          custom: dict[str, float] | None = None) -> dict[str, float]:
+    """Weights per class name.
+
+    balanced:    n / (k * count)  (scikit-learn's definition; mean weight over samples is 1)
+    inverse:     1 / count, rescaled so the weights average 1 over classes
+    log_inverse: 1 + log(max_count / count), gentler for extreme imbalance
+    custom:      the given ``custom`` mapping, which must name every class
+    none:        1.0 for every class
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"weight_strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if strategy == "custom":
+        custom = custom or {}
+        missing = [c for c in classes if c not in custom]
+        if missing:
+            raise ValueError(f"weight_strategy 'custom' needs class_weights for every class; missing {missing}")
+        return {c: float(custom[c]) for c in classes}
+    if strategy == "none":
+        return {c: 1.0 for c in classes}
+    n, k = sum(counts), len(counts)
+    safe = [max(1, c) for c in counts]
+    if strategy == "balanced":
+        raw = [n / (k * c) for c in safe]
+    elif strategy == "inverse":
+        inv = [1.0 / c for c in safe]
+        raw = [w * k / sum(inv) for w in inv]
+    else:
+        raw = [1.0 + math.log(max(safe) / c) for c in safe]
+    return {c: round(w, 6) for c, w in zip(classes, raw)}

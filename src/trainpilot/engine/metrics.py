@@ -1,0 +1,37 @@
+"""Classification metrics from a confusion matrix (rows: true class, columns: predicted)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Integer confusion matrix, computed on the tensors' device without a host sync."""
+    idx = targets.long() * num_classes + preds.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def summarize(cm: torch.Tensor, class_names: list[str]) -> dict:
+    """accuracy, macro precision/recall/F1 and a per-class table from a confusion matrix."""
+    cm = cm.double().cpu()
+    tp = cm.diag()
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(tp))
+    present = support > 0  # macro averages over the classes that occur in this split
+    total = cm.sum().item()
+    return {
+        "accuracy": round(tp.sum().item() / total, 6) if total else 0.0,
+        "macro_f1": round(f1[present].mean().item(), 6) if present.any() else 0.0,
+        "precision": round(precision[present].mean().item(), 6) if present.any() else 0.0,
+        "recall": round(recall[present].mean().item(), 6) if present.any() else 0.0,
+        "per_class": {
+            name: {"precision": round(precision[i].item(), 6), "recall": round(recall[i].item(), 6),
+                   "f1": round(f1[i].item(), 6), "support": int(support[i].item())}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.long().tolist(),
+    }

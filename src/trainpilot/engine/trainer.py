@@ -1,0 +1,340 @@
+"""The training loop: one optimizer step per accumulation window, no host syncs inside an epoch.
+
+Per-epoch statistics (loss, accuracy, gradient norms, non-finite steps) are accumulated as device
+tensors and read once at the epoch's end. Each epoch reseeds every random source from
+``(seed, epoch, rank)``, so a run resumed from a checkpoint replays the same epochs.
+
+Between epochs, hooks (the tuning controller) see the history and may change settings through
+:meth:`Trainer.apply_changes`, take and restore snapshots, or stop the run. Under torchrun those
+calls run on rank 0 and are replayed on the other ranks, so every process stays identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from trainpilot.config import TrainConfig
+from trainpilot.data.augment import BatchAugment
+from trainpilot.data.prepare import PreparedData, SplitData
+from trainpilot.engine import live
+from trainpilot.engine.dist import DistContext
+from trainpilot.engine.metrics import confusion_matrix, summarize
+from trainpilot.engine.optim import LRSchedule, build_optimizer
+from trainpilot.engine.precision import Precision
+
+
+class EpochHook(Protocol):
+    """Something that watches epochs and may change the run between them (e.g. the tuning controller)."""
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def monitor_value(record: dict, monitor: str) -> float:
+    """The monitored metric as "higher is better"."""
+    value = record.get(monitor)
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return -math.inf
+    return -value if monitor == "val_loss" else value
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one."""
+
+    def __init__(self, cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, model_info: dict,
+                 device: torch.device, precision: Precision, dist: DistContext, session_id: str,
+                 sinks: list | None = None, hooks: list | None = None, progress=None):
+        self.cfg, self.data, self.device, self.precision, self.dist = cfg, data, device, precision, dist
+        self.session_id, self.model_info = session_id, model_info
+        self.class_names = data.classes
+        self.sinks, self.hooks, self.progress = sinks or [], hooks or [], progress
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(device, memory_format=self.memory_format)
+        self.ddp = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else None
+        self.forward_model = self.ddp or self.model
+        if cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.augment = BatchAugment(model_info["mean"], model_info["std"], enabled=cfg.use_augmentation)
+        self.ema = ModelEmaV3(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
+        self.epoch, self.global_step = 0, 0
+        self.history: list[dict] = []
+        self.best = {"value": -math.inf, "epoch": 0, "source": "raw"}
+        self.bad_epochs = 0
+        self.stop_reason: str | None = None
+        self._commands: list[tuple[str, Any]] = []
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
+        live.rebuild_loss_and_mixup(self)
+
+    # -- sizes ---------------------------------------------------------------------------------
+    def local_train_size(self) -> int:
+        return math.ceil(len(self.data.train) / self.dist.world_size)
+
+    def batches_per_epoch(self) -> int:
+        n, bs = self.local_train_size(), self.cfg.batch_size
+        return max(1, n // bs) if n >= bs else 1
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch() / self.cfg.accumulation_steps)
+
+    # -- seeding and batches ---------------------------------------------------------------------
+    def _seed_epoch(self, epoch: int) -> None:
+        seed = (self.cfg.seed * 1_000_003 + epoch * 7919 + self.dist.rank) % 2**31
+        random.seed(seed)
+        np.random.seed(seed)  # timm's Mixup draws from numpy
+        torch.manual_seed(seed)
+        self.augment.generator.manual_seed(seed + 1)
+
+    def _train_batches(self, epoch: int):
+        split = self.data.train
+        sampler = DistributedSampler(range(len(split)), num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                     shuffle=True, seed=self.cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler), dtype=torch.long)
+        bs, n_batches = self.cfg.batch_size, self.batches_per_epoch()
+        chunks = [order[i * bs:(i + 1) * bs] for i in range(n_batches)] if len(order) >= bs else [order]
+        if split.cached:
+            for idx in chunks:
+                yield split.images[idx], split.labels[idx]
+        else:
+            loader = DataLoader(Subset(split.stream, torch.cat(chunks).tolist()), batch_size=bs,
+                                num_workers=self.cfg.num_workers, shuffle=False, drop_last=False)
+            yield from loader
+
+    def _eval_batches(self, split: SplitData):
+        idx = torch.arange(self.dist.rank, len(split), self.dist.world_size)
+        bs = self.cfg.batch_size * 2
+        if split.cached:
+            for i in range(0, len(idx), bs):
+                j = idx[i:i + bs]
+                yield split.images[j], split.labels[j]
+        else:
+            yield from DataLoader(Subset(split.stream, idx.tolist()), batch_size=bs, num_workers=self.cfg.num_workers)
+
+    # -- one epoch -------------------------------------------------------------------------------
+    def train_one_epoch(self, epoch: int) -> dict:
+        cfg, dev = self.cfg, self.device
+        self.model.train()
+        self._seed_epoch(epoch)
+        accum, n_batches = cfg.accumulation_steps, self.batches_per_epoch()
+        zero = lambda: torch.zeros((), device=dev)  # noqa: E731
+        loss_sum, correct, seen, gn_sum, gn_max, nonfinite = zero(), zero(), zero(), zero(), zero(), zero()
+        steps = 0
+        lr = self.schedule.apply(self.optimizer)
+        scaler = self.precision.scaler
+        start = time.perf_counter()
+        if self.progress:
+            self.progress.start_phase(f"epoch {epoch}/{cfg.num_epochs} train", n_batches)
+        for i, (x_u8, y) in enumerate(self._train_batches(epoch)):
+            x_u8, y = x_u8.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            x = self.augment(x_u8).contiguous(memory_format=self.memory_format)
+            target = y
+            if self.mixup is not None and x.shape[0] % 2 == 0:
+                x, target = self.mixup(x, y)
+            last_micro = (i + 1) % accum == 0 or i + 1 == n_batches
+            sync = self.ddp.no_sync() if (self.ddp is not None and not last_micro) else _null()
+            with sync, self.precision.autocast(dev):
+                logits = self.forward_model(x)
+                loss = self.loss_fn(logits, target)
+            (scaler.scale(loss / accum) if scaler else loss / accum).backward()
+            with torch.no_grad():
+                loss_sum += loss.detach().float() * y.shape[0]
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += y.shape[0]
+                nonfinite += (~torch.isfinite(loss.detach())).float()
+            if last_micro:
+                lr = self.schedule.apply(self.optimizer)
+                norm = self._optimizer_step(scaler)
+                gn_sum += torch.nan_to_num(norm, nan=0.0, posinf=0.0)
+                gn_max = torch.maximum(gn_max, torch.nan_to_num(norm, nan=0.0, posinf=1e30))
+                steps += 1
+            if self.progress:
+                self.progress.advance()
+        for t in (loss_sum, correct, seen, gn_sum, nonfinite):
+            self.dist.all_reduce_sum(t)
+        seconds = time.perf_counter() - start
+        n = max(1.0, seen.item())
+        return {"phase": "train", "loss": loss_sum.item() / n, "accuracy": correct.item() / n, "lr": lr,
+                "images_per_s": n / seconds, "epoch_seconds": seconds, "steps": steps,
+                "grad_norm_mean": gn_sum.item() / max(1, steps * self.dist.world_size),
+                "grad_norm_max": gn_max.item(), "nonfinite_steps": int(nonfinite.item())}
+
+    def _optimizer_step(self, scaler) -> torch.Tensor:
+        cfg = self.cfg
+        if scaler:
+            scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if cfg.gradient_clipping:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.gradient_clipping_value, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if scaler:
+            scaler.step(self.optimizer)
+            scaler.update(self.precision.static_scale)
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        self.schedule.after_optimizer_step()
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+        return norm.detach()
+
+    @torch.inference_mode()
+    def evaluate(self, module: torch.nn.Module, split: SplitData) -> dict:
+        """Loss and metrics of ``module`` on ``split`` (reduced across ranks)."""
+        module.eval()
+        k = len(self.class_names)
+        loss_sum = torch.zeros((), device=self.device)
+        cm = torch.zeros((k, k), dtype=torch.long, device=self.device)
+        for x_u8, y in self._eval_batches(split):
+            x_u8, y = x_u8.to(self.device), y.to(self.device)
+            x = self.augment.normalize(x_u8).contiguous(memory_format=self.memory_format)
+            with self.precision.autocast(self.device):
+                logits = module(x).float()
+            loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+            cm += confusion_matrix(logits.argmax(1), y, k)
+        self.dist.all_reduce_sum(loss_sum)
+        self.dist.all_reduce_sum(cm)
+        out = summarize(cm, self.class_names)
+        out["loss"] = loss_sum.item() / max(1, int(cm.sum().item()))
+        return out
+
+    def validate(self, epoch: int) -> dict:
+        start = time.perf_counter()
+        raw = self.evaluate(self.model, self.data.val)
+        rec = {"phase": "val", **raw, "class_names": self.class_names,
+               "val_loss": raw["loss"], "val_accuracy": raw["accuracy"], "val_macro_f1": raw["macro_f1"],
+               "ema_loss": None, "ema_accuracy": None, "ema_macro_f1": None}
+        if self.ema is not None:
+            ema = self.evaluate(self.ema.module, self.data.val)
+            rec.update(ema_loss=ema["loss"], ema_accuracy=ema["accuracy"], ema_macro_f1=ema["macro_f1"])
+            rec["_ema_full"] = ema
+        rec["eval_seconds"] = time.perf_counter() - start
+        return rec
+
+    # -- the run -----------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until num_epochs (which the controller may extend), early stopping, or a stop request."""
+        from trainpilot.engine.state import save_checkpoints
+
+        while self.epoch < self.cfg.num_epochs and self.stop_reason is None:
+            epoch = self.epoch + 1
+            train_rec = self.train_one_epoch(epoch)
+            val_rec = self.validate(epoch)
+            self.epoch = epoch
+            improved = self._record(epoch, train_rec, val_rec)
+            self.schedule.after_epoch(monitor_value(self.history[-1], self.cfg.monitor))
+            self._run_hooks(epoch)
+            if self.cfg.early_stopping and self.bad_epochs >= self.cfg.early_stopping_patience and self.stop_reason is None:
+                self.stop_reason = (f"early stopping: {self.cfg.monitor} did not improve for "
+                                    f"{self.bad_epochs} epochs (best {self.best['value']:.4g} at epoch {self.best['epoch']})")
+            if self.dist.is_main:
+                save_checkpoints(self, improved)
+        return self.summary()
+
+    def _record(self, epoch: int, train_rec: dict, val_rec: dict) -> bool:
+        now = time.time()
+        common = {"epoch": epoch, "session_id": self.session_id}
+        train_out = {"timestamp": now, **common, **train_rec}
+        ema_full = val_rec.pop("_ema_full", None)
+        val_out = {"timestamp": now, **common, **val_rec, "train_loss": train_rec["loss"],
+                   "train_accuracy": train_rec["accuracy"], "lr": train_rec["lr"],
+                   "epoch_seconds": train_rec["epoch_seconds"] + val_rec["eval_seconds"]}
+        self.history += [train_out, val_out]
+        if self.dist.is_main:
+            for sink in self.sinks:
+                sink.emit(train_out)
+                sink.emit(val_out)
+        raw_value = monitor_value(val_out, self.cfg.monitor)
+        ema_value = -math.inf
+        if ema_full is not None:
+            ema_value = monitor_value({f"val_{k}": v for k, v in ema_full.items()}, self.cfg.monitor)
+        value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
+        improved = value > self.best["value"]
+        if improved:
+            self.best = {"value": value, "epoch": epoch, "source": source}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+    def _run_hooks(self, epoch: int) -> None:
+        self._commands = []
+        if self.dist.is_main:
+            for hook in self.hooks:
+                hook.on_epoch_end(self, epoch)
+        commands = self.dist.broadcast(self._commands)
+        if not self.dist.is_main:
+            for name, arg in commands:
+                getattr(self, name)(*arg, _replay=True)
+
+    def _log_command(self, name: str, *args) -> None:
+        if self.dist.enabled and self.dist.is_main:
+            self._commands.append((name, args))
+
+    # -- the controller's interface ------------------------------------------------------------------
+    def apply_changes(self, changes: dict[str, Any], _replay: bool = False) -> list[str]:
+        """Apply validated config changes live (or by warm restart); returns notes on how each was applied."""
+        self._log_command("apply_changes", changes)
+        return live.apply_live_changes(self, changes)
+
+    def snapshot(self, _replay: bool = False) -> dict:
+        """An in-memory copy of everything a rollback must restore (weights bit-for-bit)."""
+        self._log_command("snapshot")
+        self._last_snapshot = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema else None,
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "schedule": copy.deepcopy(self.schedule.state_dict()),
+            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
+            "config": self.cfg.to_dict(), "epoch": self.epoch,
+        }
+        return self._last_snapshot
+
+    def restore(self, snap: dict | None = None, _replay: bool = False) -> None:
+        """Roll back to a snapshot (the config, optimizer and schedule too); the epoch counter keeps going."""
+        self._log_command("restore")
+        snap = snap or self._last_snapshot
+        live.restore_config(self, snap["config"])
+        self.model.load_state_dict(snap["model"])
+        if self.ema is not None and snap["ema"] is not None:
+            self.ema.load_state_dict(snap["ema"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        self.schedule.load_state_dict(snap["schedule"])
+        if self.precision.scaler and snap["scaler"]:
+            self.precision.scaler.load_state_dict(snap["scaler"])
+
+    def request_stop(self, reason: str, _replay: bool = False) -> None:
+        self._log_command("request_stop", reason)
+        self.stop_reason = reason
+
+    def summary(self) -> dict:
+        val = [r for r in self.history if r["phase"] == "val"]
+        last = val[-1] if val else {}
+        return {"session_id": self.session_id, "epochs": self.epoch, "best_epoch": self.best["epoch"],
+                "best_source": self.best["source"], "monitor": self.cfg.monitor,
+                "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
+                "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
+                "stop_reason": self.stop_reason or "completed num_epochs",
+                "skipped_files": len(self.data.skipped)}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
