@@ -6,6 +6,7 @@ when it is enabled); the engine itself knows nothing about tuning or LLMs.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,11 @@ def _model_stem(cfg: TrainConfig) -> str:
     return cfg.model_filename or f"{cfg.model_name}_{cfg.timestamp or time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
-          runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
-          quiet: bool = False, json_logs: bool = False, console: Console | None = None) -> Run:
-    """Train a classifier; see the README for the config keys. Returns the :class:`Run`."""
-    console = console or Console(stderr=True, quiet=quiet)
+def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
+                  runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
+                  console: Console | None = None) -> tuple[Trainer, list[str]]:
+    """Everything :func:`train` does before the first epoch: config, data, model, precision, run directory."""
+    console = console or Console(stderr=True, quiet=True)
     notices: list[str] = []
     ckpt = None
     if resume is not None:
@@ -73,12 +74,10 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
         cfg = _as_config(config, overrides)
     resolve_model_name(cfg.model_name)  # fail fast on a bad name, before decoding any image
 
-    device = resolve_device(cfg.device, int(__import__("os").environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         torch.cuda.set_device(device)
-    if not dist.is_main:
-        console = Console(quiet=True)
 
     with console.status("scanning and decoding images (once; they are cached in RAM when they fit)"):
         data = prepare_data(cfg)
@@ -96,38 +95,50 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
         notices.append(precision.notice)
 
     if ckpt is None:
-        cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes) if cfg.use_class_weights else cfg.class_weights
+        if cfg.use_class_weights:
+            cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes)
         runs_dir = Path(runs_dir)
         session_id = dist.broadcast(new_session_id(resolve_display_name(cfg), runs_dir) if dist.is_main else None)
         run = RunDir(runs_dir / session_id)
-    session_id = run.session_id
     for key in ("model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
         _, notice = output_dir(cfg, key)
         if notice:
             notices.append(notice)
 
-    trainer = Trainer(cfg, data, model, model_info, device, precision, dist, session_id)
+    trainer = Trainer(cfg, data, model, model_info, device, precision, dist, run.session_id)
     trainer.run = run
     trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run, dist.is_main)
     if ckpt is not None:
         restore_trainer(trainer, ckpt)
         if dist.is_main:
             run.truncate_metrics_after(trainer.epoch)
-        notices.append(f"resumed {session_id} after epoch {trainer.epoch}")
+        notices.append(f"resumed {run.session_id} after epoch {trainer.epoch}")
+    return trainer, notices
 
+
+def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
+          runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
+          quiet: bool = False, json_logs: bool = False, console: Console | None = None) -> Run:
+    """Train a classifier; see the README for the config keys. Returns the :class:`Run`."""
+    console = console or Console(stderr=True, quiet=quiet, soft_wrap=True)
+    trainer, notices = build_trainer(config, overrides=overrides, runs_dir=runs_dir, resume=resume, hooks=hooks,
+                                     console=console)
+    cfg, dist, run, data = trainer.cfg, trainer.dist, trainer.run, trainer.data
+    if not dist.is_main:
+        console = Console(quiet=True)
     tb_sink = None
     if dist.is_main:
         run.create()
-        _write_run_files(trainer, run, data, model_info, notices)
+        _write_run_files(trainer, run, data, trainer.model_info, notices)
         trainer.sinks = [JsonlSink(run.metrics)]
         if cfg.use_tensorboard:
             tb_dir = output_dir(cfg, "tensorboard_log_dir")[0]
-            tb_dir = tb_dir / session_id if tb_dir else run.root / "tensorboard"
+            tb_dir = tb_dir / run.session_id if tb_dir else run.root / "tensorboard"
             tb_sink = TensorBoardSink(tb_dir, cfg.metrics)
             trainer.sinks.append(tb_sink)
         trainer.sinks.append(JsonLogSink() if json_logs else ConsoleSink(console, cfg.metrics))
-    for note in notices:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        for note in notices:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
 
     try:
         if quiet or json_logs or not dist.is_main:
@@ -140,9 +151,6 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
         console.print(f"[red]interrupted[/] after epoch {trainer.epoch}; continue with: "
                       f"trainpilot train --resume {run.root}")
         raise
-    finally:
-        for sink in trainer.sinks:
-            sink.close() if not isinstance(sink, TensorBoardSink) else None
     if dist.is_main:
         summary.update(_finish(trainer, run, tb_sink, data, notices))
         write_json_atomic(run.root / "summary.json", summary)

@@ -112,8 +112,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, dict]:
         path = input_path(cfg, "pretrained_path")
         try:
             state = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        except (OSError, RuntimeError, ValueError, EOFError) as err:
-            raise ConfigError(f"config key 'pretrained_path': cannot read '{path}' as a PyTorch checkpoint ({err})") from None
+        except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
+            raise ConfigError(f"config key 'pretrained_path': cannot read '{path}' as a PyTorch checkpoint ({type(err).__name__})") from None
         n = load_weights_replacing_head(model, state, str(path))
         info["weights"] = f"pretrained_path {path} ({n} tensors)"
     elif cfg.use_pretrained:

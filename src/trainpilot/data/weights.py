@@ -13,7 +13,7 @@ def compute_class_weights(counts: list[int], classes: list[str], strategy: str,
 
     balanced:    n / (k * count)  (scikit-learn's definition; mean weight over samples is 1)
     inverse:     1 / count, rescaled so the weights average 1 over classes
-    log_inverse: 1 + log(max_count / count), gentler for extreme imbalance
+    log_inverse: 1 + log(max_count / count), rescaled to average 1; gentler for extreme imbalance
     custom:      the given ``custom`` mapping, which must name every class
     none:        1.0 for every class
     """
@@ -35,5 +35,6 @@ def compute_class_weights(counts: list[int], classes: list[str], strategy: str,
         inv = [1.0 / c for c in safe]
         raw = [w * k / sum(inv) for w in inv]
     else:
-        raw = [1.0 + math.log(max(safe) / c) for c in safe]
+        logs = [1.0 + math.log(max(safe) / c) for c in safe]
+        raw = [w * k / sum(logs) for w in logs]
     return {c: round(w, 6) for c, w in zip(classes, raw)}

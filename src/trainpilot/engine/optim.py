@@ -70,6 +70,7 @@ class LRSchedule:
         self.warmup_method = cfg.warmup_method
         self._unit = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         self._sched = self._make_shape(cfg)
+        self._unit.step()  # no gradient, so a no-op; it tells PyTorch the optimizer/scheduler order is fine
 
     def _make_shape(self, cfg: TrainConfig):
         s, epochs = torch.optim.lr_scheduler, max(1, self.total_steps // self.steps_per_epoch)

@@ -1,0 +1,107 @@
+"""Dataset discovery, validation, decoding, caching, class weights and augmentation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from trainpilot.config import build_config
+from trainpilot.data.augment import BatchAugment
+from trainpilot.data.folder import DatasetError, scan_dataset
+from trainpilot.data.prepare import prepare_data
+from trainpilot.data.weights import compute_class_weights
+
+
+def _img(path, mode="RGB", size=(20, 16)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new(mode, size)
+    if mode == "P":
+        img.putpalette([i % 256 for i in range(768)])
+    img.save(path)
+
+
+def _flat(root, classes=("甲", "乙"), n=5):
+    for c in classes:
+        for i in range(n):
+            _img(root / c / f"{i}.png")
+    return root
+
+
+def test_flat_folders_split_seeded_and_stratified(tmp_path):
+    root = _flat(tmp_path, n=10)
+    a = scan_dataset(root, val_split=0.2, seed=3)
+    b = scan_dataset(root, val_split=0.2, seed=3)
+    c = scan_dataset(root, val_split=0.2, seed=4)
+    assert a.classes == ["乙", "甲"] or a.classes == sorted(["甲", "乙"])
+    assert a.counts("val") == [2, 2] and a.counts("train") == [8, 8]
+    assert a.val.paths == b.val.paths and a.val.paths != c.val.paths
+
+
+def test_split_layout_and_unicode_names(tiny_data):
+    idx = scan_dataset(tiny_data)
+    assert idx.layout == "split" and idx.classes == sorted(["划痕", "污点", "异物"])
+    assert idx.test is not None and len(idx.test) > 0
+
+
+def test_modes_are_converted_and_broken_files_skipped(tmp_path):
+    root = _flat(tmp_path / "d", n=3)
+    _img(root / "甲" / "gray.png", "L")
+    _img(root / "甲" / "rgba.png", "RGBA")
+    _img(root / "乙" / "pal.png", "P")
+    (root / "乙" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "乙" / "notes.txt").write_text("hello")
+    cfg = build_config({"data_dir": str(root), "image_size": 24, "val_split": 0.3})
+    data = prepare_data(cfg)
+    skipped = {p.rsplit("/", 1)[-1] for p, _ in data.skipped}
+    assert skipped == {"broken.jpg", "notes.txt"}
+    assert data.train.images.shape[1:] == (3, 24, 24) and data.train.images.dtype == torch.uint8
+    assert len(data.train) + len(data.val) == 9
+
+
+def test_streaming_matches_cache(tmp_path):
+    root = _flat(tmp_path / "d", n=4)
+    cached = prepare_data(build_config({"data_dir": str(root), "image_size": 16, "cache_images": "always"}))
+    streamed = prepare_data(build_config({"data_dir": str(root), "image_size": 16, "cache_images": "never"}))
+    assert not streamed.cached and streamed.train.stream is not None
+    x0, y0 = streamed.train.stream[0]
+    assert torch.equal(x0, cached.train.images[0]) and y0 == int(cached.train.labels[0])
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda r: (r / "a").mkdir(parents=True) or _flat(r, ("b",)), "has no images"),
+    (lambda r: _img(r / "a" / "1.png") or _flat(r, ("b",)), "needs at least 2"),
+    (lambda r: _flat(r / "train", ("a", "b")) and _flat(r / "val", ("a", "c")), "differ from train"),
+    (lambda r: _flat(r / "train", ("a", "b")), "no val/"),
+    (lambda r: _flat(r, ("a",)), "only one class"),
+])
+def test_layout_errors_are_clear(tmp_path, make, match):
+    make(tmp_path)
+    with pytest.raises(DatasetError, match=match):
+        scan_dataset(tmp_path)
+
+
+def test_class_weight_strategies():
+    classes, counts = ["a", "b"], [90, 10]
+    balanced = compute_class_weights(counts, classes, "balanced")
+    assert balanced == {"a": pytest.approx(100 / 180), "b": pytest.approx(100 / 20)}
+    inverse = compute_class_weights(counts, classes, "inverse")
+    assert sum(inverse.values()) == pytest.approx(2) and inverse["b"] > inverse["a"]
+    log_inv = compute_class_weights(counts, classes, "log_inverse")
+    assert sum(log_inv.values()) == pytest.approx(2)
+    assert 1 < log_inv["b"] / log_inv["a"] < inverse["b"] / inverse["a"]
+    assert compute_class_weights(counts, classes, "none") == {"a": 1.0, "b": 1.0}
+    assert compute_class_weights(counts, classes, "custom", {"a": 2, "b": 3}) == {"a": 2.0, "b": 3.0}
+    with pytest.raises(ValueError, match="missing"):
+        compute_class_weights(counts, classes, "custom", {"a": 2})
+
+
+def test_augmentation_is_batched_seeded_and_switchable():
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    aug = lambda on, s: BatchAugment((0.5,) * 3, (0.5,) * 3, enabled=on, generator=torch.Generator().manual_seed(s))  # noqa: E731
+    a, b, c = aug(True, 1)(x), aug(True, 1)(x), aug(True, 2)(x)
+    off = aug(False, 1)(x)
+    assert a.shape == x.shape and a.dtype == torch.float32
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(off, (x.float() / 255 - 0.5) / 0.5, atol=1e-5)
+    assert not torch.allclose(a, off)

@@ -1,0 +1,236 @@
+"""Every config key has a real effect. Each test names the keys it proves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import SEED_DIR, TINY
+from trainpilot.api import build_trainer
+from trainpilot.config import ConfigError, TrainConfig, build_config
+from trainpilot.engine import precision as prec
+from trainpilot.models import build_model, resolve_model_name
+
+COVERED: set[str] = set()
+
+
+def covers(*keys):
+    """Record which keys a test proves, so the last test can check that none is left out."""
+    COVERED.update(keys)
+    return lambda f: f
+
+
+def _trainer(tiny_cfg, tmp_path, **over):
+    trainer, notices = build_trainer({**tiny_cfg, **over}, runs_dir=tmp_path)
+    return trainer
+
+
+@covers("model_name")
+def test_model_name_aliases_and_timm_names():
+    assert resolve_model_name("MobileNetV3") == "mobilenetv3_large_100"
+    assert resolve_model_name("MobileNetV3-Small") == "mobilenetv3_small_100"
+    assert resolve_model_name("ResNet50") == "resnet50"
+    assert resolve_model_name("EfficientNetB3") == "efficientnet_b3"
+    assert resolve_model_name("ConvNeXt-Tiny") == "convnext_tiny"
+    assert resolve_model_name("Xception") == "legacy_xception"
+    assert resolve_model_name("resnet18") == "resnet18"
+    with pytest.raises(ConfigError, match="unknown model 'ResNot50'"):
+        resolve_model_name("ResNot50")
+
+
+@covers("batch_size", "gradient_accumulation_enabled", "gradient_accumulation_steps", "image_size", "val_split")
+def test_batching_and_accumulation(tiny_cfg, tmp_path):
+    t = _trainer(tiny_cfg, tmp_path, batch_size=4, gradient_accumulation_enabled=True, gradient_accumulation_steps=3)
+    n = len(t.data.train)
+    assert t.batches_per_epoch() == n // 4 and t.steps_per_epoch() == -(-(n // 4) // 3)
+    off = _trainer(tiny_cfg, tmp_path, batch_size=4, gradient_accumulation_enabled=False, gradient_accumulation_steps=3)
+    assert off.steps_per_epoch() == n // 4
+    assert t.data.train.images.shape[-1] == 32
+
+
+@covers("dropout_rate", "activation_function")
+def test_dropout_and_activation():
+    model, info = build_model(build_config({**TINY, "dropout_rate": 0.4, "activation_function": "GELU"}), 3)
+    assert model.drop_rate == 0.4 and info["activations_replaced"] > 0
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "GELU" in kinds and "Hardswish" not in kinds and "ReLU" not in kinds
+    own, _ = build_model(build_config({**TINY}), 3)
+    assert "Hardswish" in {type(m).__name__ for m in own.modules()}
+
+
+@covers("use_pretrained")
+def test_use_pretrained_loads_packaged_weights_and_fails_clearly_offline(monkeypatch):
+    from trainpilot.models import packaged_weights_file
+
+    path = packaged_weights_file("tf_efficientnet_lite0")
+    assert path is not None and path.exists()
+    cfg = build_config({"model_name": "tf_efficientnet_lite0", "use_pretrained": True})
+    model, info = build_model(cfg, 5)
+    stem = torch.load(path, map_location="cpu", weights_only=True)
+    first = next(v for k, v in stem.items() if v.ndim == 4)
+    assert torch.equal(model.conv_stem.weight, first)
+    assert info["mean"] == (0.5, 0.5, 0.5) and "packaged" in info["weights"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="use_pretrained.*pretrained_path"):
+        build_model(build_config({**TINY, "use_pretrained": True}), 3)
+
+
+@covers("pretrained_path")
+def test_pretrained_path_replaces_the_head(tmp_path):
+    donor, _ = build_model(build_config(TINY), 7)
+    torch.save({"model": donor.state_dict()}, tmp_path / "donor.pt")
+    model, info = build_model(build_config({**TINY, "pretrained_path": str(tmp_path / "donor.pt")}), 3)
+    assert torch.equal(model.conv_stem.weight, donor.conv_stem.weight)
+    assert model.classifier.out_features == 3 and "pretrained_path" in info["weights"]
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="pretrained_path"):
+        build_model(build_config({**TINY, "pretrained_path": str(tmp_path / "junk.pt")}), 3)
+
+
+@covers("use_class_weights", "weight_strategy", "class_weights", "label_smoothing_enabled", "label_smoothing")
+def test_loss_keys(tiny_cfg, tmp_path):
+    t = _trainer(tiny_cfg, tmp_path, use_class_weights=True, weight_strategy="custom",
+                 class_weights={"划痕": 1.0, "污点": 2.0, "异物": 3.0}, label_smoothing=0.2)
+    assert t.loss_fn.class_weights.tolist() == [1.0, 2.0, 3.0] or sorted(t.loss_fn.class_weights.tolist()) == [1.0, 2.0, 3.0]
+    assert t.loss_fn.label_smoothing == 0.2
+    off = _trainer(tiny_cfg, tmp_path, label_smoothing_enabled=False)
+    assert off.loss_fn.label_smoothing == 0.0 and off.loss_fn.class_weights is None
+    logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    assert not torch.isclose(t.loss_fn(logits, y), off.loss_fn(logits, y))
+
+
+@covers("advanced_augmentation_enabled", "mixup_alpha", "cutmix_prob", "use_augmentation")
+def test_mixup_and_augmentation_switches(tiny_cfg, tmp_path):
+    t = _trainer(tiny_cfg, tmp_path, advanced_augmentation_enabled=True, mixup_alpha=0.4, cutmix_prob=0.7,
+                 use_augmentation=False)
+    assert t.mixup is not None and t.mixup.mixup_alpha == 0.4 and t.mixup.switch_prob == 0.7
+    assert t.augment.enabled is False
+    x, y = t.mixup(torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))
+    assert y.shape == (4, 3)
+    assert _trainer(tiny_cfg, tmp_path).mixup is None
+
+
+@covers("metrics")
+def test_metrics_key_selects_what_the_console_shows():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from trainpilot.engine.sinks import ConsoleSink
+
+    out = StringIO()
+    sink = ConsoleSink(Console(file=out, width=200), ["recall", "precision"])
+    sink.emit({"phase": "train", "epoch": 1, "loss": 1.0, "lr": 0.1, "images_per_s": 10})
+    sink.emit({"phase": "val", "epoch": 1, "loss": 0.9, "accuracy": 0.5, "macro_f1": 0.4, "recall": 0.3,
+               "precision": 0.2, "ema_accuracy": None})
+    text = out.getvalue()
+    assert "recall 0.3000" in text and "precision 0.2000" in text and "macro_f1" not in text
+
+
+@covers("model_ema", "model_ema_decay", "use_tensorboard", "monitor")
+def test_run_outputs(tiny_run, tiny_cfg, tmp_path):
+    assert _trainer(tiny_cfg, tmp_path, model_ema_decay=0.9).ema.decay == 0.9
+    assert _trainer(tiny_cfg, tmp_path, model_ema=False).ema is None
+    val = [r for r in tiny_run.history if r["phase"] == "val"]
+    assert val and all(r["ema_accuracy"] is not None for r in val)
+    run_json = json.loads((tiny_run.dir / "run.json").read_text())
+    assert run_json["model_note"] == ""
+    assert list((tiny_run.dir / "tensorboard").glob("events.out.tfevents.*"))
+    best = torch.load(tiny_run.best_checkpoint, weights_only=False)
+    assert best["source"] in ("raw", "ema") and best["monitor"] == "val_accuracy"
+
+
+@covers("mixed_precision", "loss_scaling_enabled", "loss_scale", "static_loss_scale")
+def test_precision_choice_is_measured_and_scaler_follows_keys(monkeypatch):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    x = torch.zeros(2, 3, 8, 8)
+    model(x)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(prec, "_cached_speedup", lambda key, measure: 2.0)
+    fast = prec.choose_precision(build_config({"mixed_precision": True}), cpu, model, x)
+    assert fast.autocast_dtype == torch.bfloat16
+    monkeypatch.setattr(prec, "_cached_speedup", lambda key, measure: 0.5)
+    slow = prec.choose_precision(build_config({"mixed_precision": True}), cpu, model, x)
+    assert slow.autocast_dtype is None and "fp32" in slow.notice
+    assert prec.choose_precision(build_config({"mixed_precision": False}), cpu, model, x).scaler is None
+    assert prec.choose_precision(build_config({"loss_scaling_enabled": False}), cpu, model, x).scaler is None
+    static = prec.choose_precision(build_config({"loss_scale": "static", "static_loss_scale": 64.0}), cpu, model, x)
+    assert static.scaler.get_scale() == 64.0 and static.static_scale == 64.0
+    speed = prec.measure_bf16_speedup(model, x)
+    assert speed > 0
+
+
+@covers("gradient_clipping", "gradient_clipping_value", "learning_rate", "weight_decay", "optimizer", "momentum")
+def test_clipping_bounds_the_update(tiny_cfg, tmp_path):
+    cfg = dict(optimizer="SGD", momentum=0.0, weight_decay=0.0, learning_rate=1.0, warmup_enabled=False,
+               lr_scheduler="None", gradient_clipping=True, gradient_clipping_value=1e-3, model_ema=False)
+    t = _trainer(tiny_cfg, tmp_path, **cfg)
+    before = [p.detach().clone() for p in t.params]
+    x, y = t.data.train.images[:8], t.data.train.labels[:8]
+    t.schedule.apply(t.optimizer)
+    t.loss_fn(t.model(t.augment.normalize(x)), y).backward()
+    norm = t._optimizer_step(None)
+    delta = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(t.params, before)))
+    assert norm > 1e-3 and delta <= 1e-3 * 1.01
+
+
+@covers("early_stopping", "early_stopping_patience", "num_epochs", "seed", "lr_step_size", "lr_gamma", "lr_patience")
+def test_early_stopping_stops_and_can_be_disabled(tiny_cfg, tmp_path):
+    import trainpilot
+
+    frozen = dict(learning_rate=1e-9, warmup_enabled=False, min_lr=0.0, num_epochs=5, early_stopping_patience=1,
+                  model_ema=False, use_augmentation=False)
+    stopped = trainpilot.train({**tiny_cfg, **frozen}, runs_dir=tmp_path, quiet=True)
+    assert stopped.summary["epochs"] < 5 and "early stopping" in stopped.summary["stop_reason"]
+    full = trainpilot.train({**tiny_cfg, **frozen, "early_stopping": False, "num_epochs": 3}, runs_dir=tmp_path, quiet=True)
+    assert full.summary["epochs"] == 3
+
+
+@covers("model_save_dir", "model_filename", "default_param_save_dir", "timestamp", "tensorboard_log_dir", "task_type",
+        "data_dir", "model_note")
+def test_output_locations(tiny_cfg, tmp_path):
+    import trainpilot
+
+    run = trainpilot.train({**tiny_cfg, "num_epochs": 1, "model_save_dir": str(tmp_path / "models"),
+                            "default_param_save_dir": str(tmp_path / "params"), "timestamp": "20250913-104847",
+                            "use_tensorboard": True, "tensorboard_log_dir": str(tmp_path / "tb"), "model_note": "line A"},
+                           runs_dir=tmp_path / "runs", quiet=True)
+    stem = "mobilenetv3_small_050_20250913-104847"
+    assert (tmp_path / "models" / f"{stem}_best.pt").exists() and (tmp_path / "models" / f"{stem}_last.pt").exists()
+    saved = json.loads((tmp_path / "params" / f"{stem}_config.json").read_text())
+    assert saved["model_note"] == "line A"
+    assert list((tmp_path / "tb" / run.dir.name).glob("events.out.tfevents.*"))
+    named = trainpilot.train({**tiny_cfg, "num_epochs": 1, "model_save_dir": str(tmp_path / "m2"),
+                              "model_filename": "inspect_v1"}, runs_dir=tmp_path / "runs", quiet=True)
+    assert (tmp_path / "m2" / "inspect_v1_best.pt").exists() and named.config.model_note == ""
+
+
+@covers("num_workers", "cache_images", "cache_max_gb", "device", "channels_last", "compile")
+def test_runtime_keys(tiny_cfg, tmp_path):
+    streamed = _trainer(tiny_cfg, tmp_path, cache_images="never", num_workers=1)
+    x, y = next(iter(streamed._train_batches(1)))
+    assert x.dtype == torch.uint8 and not streamed.data.cached
+    auto_small = _trainer(tiny_cfg, tmp_path, cache_max_gb=1e-6)
+    assert not auto_small.data.cached
+    t = _trainer(tiny_cfg, tmp_path, device="cpu", channels_last=True)
+    assert t.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    assert isinstance(_trainer(tiny_cfg, tmp_path, compile=True).forward_model, OptimizedModule)
+    assert not isinstance(t.forward_model, OptimizedModule)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="'device'"):
+            _trainer(tiny_cfg, tmp_path, device="cuda")
+
+
+def test_every_seed_key_is_covered_by_a_test():
+    seed_keys = set(json.loads((SEED_DIR / "original_config.json").read_text()))
+    # keys proved in other test modules: warmup_*/min_lr*/lr_scheduler/beta*/nesterov (test_schedule.py)
+    elsewhere = {"warmup_enabled", "warmup_steps", "warmup_ratio", "warmup_method", "min_lr_enabled", "min_lr",
+                 "lr_scheduler", "beta1", "beta2", "nesterov"}
+    missing = seed_keys - COVERED - elsewhere
+    assert not missing, f"seed keys without an effect test: {sorted(missing)}"
+    new_keys = set(TrainConfig.model_fields) - seed_keys - {"intelligent_training"}
+    assert not new_keys - COVERED, f"new keys without an effect test: {sorted(new_keys - COVERED)}"
