@@ -137,8 +137,9 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
             tb_sink = TensorBoardSink(tb_dir, cfg.metrics)
             trainer.sinks.append(tb_sink)
         trainer.sinks.append(JsonLogSink() if json_logs else ConsoleSink(console, cfg.metrics))
+        warn = Console(stderr=True, soft_wrap=True)  # notices show even with --quiet: they are warnings
         for note in notices:
-            console.print(f"[yellow]note:[/] {note}", highlight=False)
+            warn.print(f"[yellow]note:[/] {note}", highlight=False)
 
     try:
         if quiet or json_logs or not dist.is_main:

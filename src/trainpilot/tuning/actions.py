@@ -1,0 +1,473 @@
+"""The action schema: what an advisor may change, and how each proposed change is judged.
+
+Every proposal (from the rule engine or an LLM) passes through :func:`validate_proposal`
+before it reaches ``Trainer.apply_changes``. The tunable keys and their bounds are read from
+``TrainConfig``'s field metadata (``json_schema_extra={"tunable": ...}`` and ge/gt/le/lt), so
+there is no second list to keep in sync; ``IntelligentTrainingConfig.bounds`` may narrow them.
+Text from an advisor is data: only the validated changes below can have any effect.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
+from trainpilot.data.weights import compute_class_weights
+from trainpilot.llm.extract import extract_json
+
+MAX_CHANGES = 6            # changes considered per proposal
+MAX_EPOCH_FACTOR = 2.0     # num_epochs may at most double per intervention
+MAX_REPLY_BYTES = 200_000  # larger advisor replies are refused unread
+_ALIASES = {"lr": "learning_rate", "epochs": "num_epochs", "wd": "weight_decay", "dropout": "dropout_rate"}
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """One key the controller may change: its kind, how it is applied and its bounds."""
+
+    key: str
+    kind: str  # float | int | bool | choice | class_weights
+    apply: str  # live | restart | extend
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    overridden: bool = False
+
+    def range_text(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.low is None and self.high is None:
+            return "any"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+
+    def within(self, v: float) -> bool:
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        return not (self.high is not None and (v > self.high or (self.high_open and v == self.high)))
+
+    def with_override(self, pair: list[float] | None) -> Tunable:
+        """These bounds narrowed by an ``intelligent_training.bounds`` entry [low, high]."""
+        if not pair or len(pair) != 2 or self.kind not in ("float", "int"):
+            return self
+        lo, hi, lo_open, hi_open = self.low, self.high, self.low_open, self.high_open
+        if lo is None or pair[0] > lo:
+            lo, lo_open = float(pair[0]), False
+        if hi is None or pair[1] < hi:
+            hi, hi_open = float(pair[1]), False
+        return Tunable(self.key, self.kind, self.apply, lo, hi, lo_open, hi_open, self.choices, True)
+
+
+def _tunable_from_field(name: str, info: Any) -> Tunable | None:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if not extra.get("tunable"):
+        return None
+    ann, kw = info.annotation, {}
+    origin = typing.get_origin(ann)
+    if origin is typing.Literal:
+        kind, kw["choices"] = "choice", tuple(str(c) for c in typing.get_args(ann))
+    elif ann is bool:
+        kind = "bool"
+    elif ann in (int, float):
+        kind = ann.__name__
+    else:
+        kind = "class_weights"
+    for meta in info.metadata:
+        for attr, side, is_open in (("ge", "low", False), ("gt", "low", True), ("le", "high", False), ("lt", "high", True)):
+            if getattr(meta, attr, None) is not None:
+                kw[side], kw[f"{side}_open"] = float(getattr(meta, attr)), is_open
+    return Tunable(name, kind, extra["tunable"], **kw)
+
+
+TUNABLE: dict[str, Tunable] = {
+    name: spec for name, info in TrainConfig.model_fields.items()
+    if (spec := _tunable_from_field(name, info)) is not None
+}
+
+
+def tunable_spec(key: str, it_cfg: IntelligentTrainingConfig | None = None) -> Tunable:
+    """The bounds that apply to ``key`` in this run (schema bounds narrowed by ``it_cfg.bounds``)."""
+    spec = TUNABLE[key]
+    return spec.with_override((it_cfg.bounds if it_cfg else {}).get(key))
+
+
+def change_direction(old: Any, new: Any) -> str:
+    """``up``/``down`` for numbers, ``on``/``off`` for switches, else ``to <value>``; keys the
+    ``reverted`` set together with the change's key."""
+    if isinstance(new, bool) or isinstance(old, bool):
+        return "on" if new else "off"
+    if isinstance(new, (int, float)) and isinstance(old, (int, float)):
+        return "up" if new > old else "down"
+    return "to " + json.dumps(new, ensure_ascii=False, sort_keys=True, default=str)
+
+
+# --------------------------------------------------------------------------------------------
+# proposals
+
+class ProposedChange(BaseModel):
+    key: str
+    value: Any = None
+    reason: str = ""
+
+
+class Proposal(BaseModel):
+    """What an advisor proposes; nothing in it has been checked yet."""
+
+    analysis: str = ""
+    changes: list[ProposedChange] = Field(default_factory=list)
+    raw_output: str = ""
+    advisor: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+PROPOSAL_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "analysis": {"type": "string"},
+        "changes": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"key": {"type": "string"}, "value": {"type": ["number", "string", "boolean"]},
+                           "reason": {"type": "string"}},
+            "required": ["key", "value", "reason"]}},
+    },
+    "required": ["analysis", "changes"],
+}
+
+
+def _as_changes(items: Any) -> tuple[list[ProposedChange], list[str]]:
+    """``changes`` / seed ``suggestions`` items (or a {key: value} mapping) as ProposedChange."""
+    if isinstance(items, dict):
+        items = [{"key": k, "value": v} for k, v in items.items()]
+    if not isinstance(items, list):
+        return [], [f"'changes' must be a list, got {type(items).__name__}"]
+    out, notes = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            notes.append(f"change #{i + 1} is not an object; skipped")
+            continue
+        key = next((item[k] for k in ("key", "parameter", "name") if item.get(k) is not None), None)
+        if key is None:
+            notes.append(f"change #{i + 1} names no key; skipped")
+            continue
+        value = next((item[k] for k in ("value", "suggested_value", "new_value") if k in item), None)
+        reason = item.get("reason", "")
+        out.append(ProposedChange(key=str(key), value=value,
+                                  reason=reason if isinstance(reason, str) else json.dumps(reason, ensure_ascii=False)))
+    return out, notes
+
+
+def parse_llm_reply(text: Any, advisor: str = "llm", max_bytes: int = MAX_REPLY_BYTES) -> Proposal:
+    """A Proposal from an advisor's reply text; never raises.
+
+    Accepts ``{"analysis", "changes": [{"key","value","reason"}]}`` and the seed application's
+    ``{"suggestions": [{"parameter","suggested_value","reason"}]}``. ``detail["parse"]`` says how it
+    went: ``ok``, ``no_json``, ``no_fields`` or ``too_large``; on failure the analysis explains why
+    and there are no changes. The raw text is kept (cut to 4000 characters when oversized).
+    """
+    text = text if isinstance(text, str) else ("" if text is None else str(text))
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > max_bytes:
+        return Proposal(analysis=f"reply refused: {size} bytes is over the {max_bytes}-byte limit; no changes taken",
+                        raw_output=text[:4000] + f"\n... [{size} bytes, cut]", advisor=advisor,
+                        detail={"parse": "too_large", "reply_bytes": size})
+    try:
+        obj = extract_json(text)
+    except ValueError as err:
+        return Proposal(analysis=f"reply could not be parsed ({err}); no changes taken",
+                        raw_output=text, advisor=advisor, detail={"parse": "no_json"})
+    items = next((obj[k] for k in ("changes", "suggestions") if k in obj), None)
+    analysis = next((obj[k] for k in ("analysis", "summary", "reasoning") if k in obj), "")
+    if not isinstance(analysis, str):
+        analysis = json.dumps(analysis, ensure_ascii=False)
+    detail: dict[str, Any] = {"parse": "ok"}
+    if items is None and not analysis:
+        return Proposal(analysis="reply is JSON but has neither 'analysis' nor 'changes'; no changes taken",
+                        raw_output=text, advisor=advisor, detail={"parse": "no_fields"})
+    changes, notes = _as_changes(items if items is not None else [])
+    if notes:
+        detail["parse_notes"] = notes
+    if "verdict" in obj:
+        detail["verdict"] = str(obj["verdict"]).strip().lower()
+    return Proposal(analysis=analysis, changes=changes, raw_output=text, advisor=advisor, detail=detail)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+class _Reject(Exception):
+    pass
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list, str)) else str(v)
+
+
+def _number(spec: Tunable, value: Any) -> float:
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise _Reject(f"expected a number, got {_fmt(value) if value is not None else 'nothing'}")
+    try:
+        v = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise _Reject(f"expected a number, got the text {value!r}") from None
+    except OverflowError:
+        v = math.inf
+    if not math.isfinite(v):
+        raise _Reject(f"{v} is not a finite number")
+    if spec.kind == "int":
+        if v != int(v):
+            raise _Reject(f"expected a whole number, got {v:g}")
+        v = int(v)
+    if not spec.within(v):
+        src = " (intelligent_training.bounds)" if spec.overridden else ""
+        raise _Reject(f"{v:g} is outside the allowed range {spec.range_text()}{src}")
+    return v
+
+
+def coerce_value(spec: Tunable, value: Any, class_names: list[str]) -> Any:
+    """``value`` as the key's type, within its bounds, or ``_Reject`` with the reason."""
+    if spec.kind in ("float", "int"):
+        return _number(spec, value)
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if word in ("true", "yes", "on", "1", "enabled"):
+            return True
+        if word in ("false", "no", "off", "0", "disabled"):
+            return False
+        raise _Reject(f"expected true or false, got {_fmt(value)}")
+    if spec.kind == "choice":
+        if isinstance(value, str):
+            hit = [c for c in spec.choices if c.lower() == value.strip().lower()]
+            if hit:
+                return hit[0]
+        raise _Reject(f"{_fmt(value)} is not {spec.range_text()}")
+    if not isinstance(value, dict):
+        raise _Reject(f"class weights are computed from the data: set use_class_weights=true (got {_fmt(value)})")
+    missing = [c for c in class_names if c not in value]
+    extra = [str(c) for c in value if c not in class_names]
+    if missing or extra or not class_names:
+        raise _Reject(f"class_weights must name exactly the classes {_fmt(class_names)}"
+                      + (f"; missing {_fmt(missing)}" if missing else "") + (f"; unknown {_fmt(extra)}" if extra else ""))
+    out = {}
+    for name in class_names:
+        try:
+            out[name] = _number(Tunable("class_weights", "float", "live", 0.0, None, True), value[name])
+        except _Reject:
+            raise _Reject(f"class weight for {name!r} must be a positive finite number, got {_fmt(value[name])}") from None
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return a == b
+
+
+def _suggest(key: str) -> str:
+    names = list(TUNABLE) + [k for k in TrainConfig.model_fields if k not in TUNABLE]
+    hit = _ALIASES.get(key.lower()) or next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.6)), None)
+    return f"; did you mean '{hit}'?" if hit else ""
+
+
+@dataclass
+class Validated:
+    """The outcome of :func:`validate_proposal`.
+
+    ``changes``: ``{"key","old","new","reason","apply","source"}`` in the order to apply, advisor
+    changes first, then consistency ``auto_fix`` changes; ``rejected``: ``{"key","value","reason"}``;
+    ``unchanged``: proposals that equal the current value (dropped, recorded here);
+    ``notes``: remarks on changes that were accepted as they are.
+    """
+
+    changes: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+    new_config: TrainConfig | None = None
+    unchanged: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def auto_fixes(self) -> list[dict]:
+        return [c for c in self.changes if c["source"] == "auto_fix"]
+
+    @property
+    def updates(self) -> dict[str, Any]:
+        """``{key: new}`` for ``Trainer.apply_changes``."""
+        return {c["key"]: c["new"] for c in self.changes}
+
+    @property
+    def needs_restart(self) -> bool:
+        return any(c["apply"] == "restart" for c in self.changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["new_config"] = self.new_config.to_dict() if self.new_config else None
+        return out
+
+
+def _record(key: str, old: Any, new: Any, reason: str, source: str) -> dict:
+    apply = "restart" if TUNABLE[key].apply == "restart" else "live"
+    return {"key": key, "old": old, "new": new, "reason": reason, "apply": apply, "source": source}
+
+
+def _check_one(ch: ProposedChange, cfg: TrainConfig, it_cfg: IntelligentTrainingConfig,
+               class_names: list[str], reverted: set) -> Any:
+    """The coerced new value, or ``_Reject``."""
+    key = ch.key
+    if key not in TrainConfig.model_fields:
+        raise _Reject(f"unknown key '{key}'{_suggest(key)}")
+    if key not in TUNABLE:
+        raise _Reject(f"not tunable: '{key}' is fixed for the run (paths, model, task, device, seed and "
+                      "other identity settings are never changed by the controller)")
+    spec, old = tunable_spec(key, it_cfg), getattr(cfg, key)
+    new = coerce_value(spec, ch.value, class_names)
+    if key == "learning_rate" and not _same(new, old):
+        f = it_cfg.lr_max_factor
+        lo, hi = old / f, old * f
+        if not lo * (1 - 1e-9) <= new <= hi * (1 + 1e-9):
+            raise _Reject(f"{old:g} -> {new:g} is a x{max(new / old, old / new):.3g} change; one intervention may "
+                          f"change learning_rate by at most x{f:g} (allowed range [{lo:g}, {hi:g}])")
+    if key == "num_epochs" and not _same(new, old):
+        if new < old:
+            raise _Reject(f"num_epochs can only be extended (now {old}, got {new}); early stopping ends a run sooner")
+        if new > old * MAX_EPOCH_FACTOR:
+            raise _Reject(f"num_epochs {old} -> {new} is more than x{MAX_EPOCH_FACTOR:g} per intervention "
+                          f"(at most {int(old * MAX_EPOCH_FACTOR)})")
+    if not _same(new, old) and ({key, (key, change_direction(old, new))} & set(reverted)):
+        raise _Reject(f"{key} {change_direction(old, new)} was reverted earlier in this run")
+    return new
+
+
+_ENABLE_INTENT = re.compile(r"enabl|turn on|switch on|启用|开启|打开", re.IGNORECASE)
+
+
+def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int],
+                 class_names: list[str]) -> tuple[list[dict], dict[str, str], list[str]]:
+    """Auto-fixes, rejections (key -> reason) and notes implied by the accepted changes ``acc``."""
+    cur = cfg.to_dict()
+    fixes: list[dict] = []
+    rejects: dict[str, str] = {}
+    notes: list[str] = []
+    fixes_map: dict[str, Any] = {}
+
+    def val(key: str) -> Any:
+        return fixes_map[key] if key in fixes_map else acc[key]["new"] if key in acc else cur[key]
+
+    def fix(key: str, new: Any, reason: str) -> None:
+        if not _same(new, cur[key]) and key not in acc:
+            fixes_map[key] = new
+            fixes.append(_record(key, cur[key], new, reason, "auto_fix"))
+
+    if "class_weights" in acc:
+        if val("weight_strategy") != "custom":
+            fix("weight_strategy", "custom", "explicit class_weights are only used with weight_strategy=custom")
+        if not val("use_class_weights"):
+            fix("use_class_weights", True, "explicit class_weights were given, so class weighting is switched on")
+    weights_touched = {"use_class_weights", "weight_strategy"} & set(acc)
+    if weights_touched and val("use_class_weights"):
+        strategy, given = val("weight_strategy"), val("class_weights") or {}
+        if strategy == "custom" and any(c not in given for c in class_names):
+            for k in weights_touched:
+                rejects[k] = "weight_strategy=custom needs class_weights for every class; use 'balanced' to compute them"
+        elif "class_weights" not in acc and class_names and len(train_counts) == len(class_names):
+            weights = compute_class_weights(list(train_counts), list(class_names), strategy, given)
+            counts = ", ".join(f"{c}={n}" for c, n in zip(class_names, train_counts))
+            fix("class_weights", weights, f"computed from the training counts ({counts}) with weight_strategy={strategy}")
+        elif "class_weights" not in acc:
+            notes.append("class weights will be computed by the trainer from the training counts")
+    acc_keys = {"gradient_accumulation_steps", "gradient_accumulation_enabled"} & set(acc)
+    if acc_keys:
+        steps, enabled = val("gradient_accumulation_steps"), val("gradient_accumulation_enabled")
+        if enabled and steps == 1 and "gradient_accumulation_enabled" in acc and "gradient_accumulation_steps" not in acc:
+            rejects["gradient_accumulation_enabled"] = "gradient_accumulation_steps is 1; propose steps > 1 as well"
+        elif enabled and steps == 1:
+            fix("gradient_accumulation_enabled", False, "gradient_accumulation_steps=1 accumulates nothing: accumulation disabled")
+        elif steps > 1 and not enabled and "gradient_accumulation_steps" in acc:
+            fix("gradient_accumulation_enabled", True, f"gradient_accumulation_steps={steps} only takes effect with accumulation enabled")
+    if "label_smoothing" in acc and val("label_smoothing") > 0 and not val("label_smoothing_enabled"):
+        fix("label_smoothing_enabled", True, f"label_smoothing={val('label_smoothing'):g} only takes effect when enabled")
+    if acc.get("label_smoothing_enabled", {}).get("new") and val("label_smoothing") == 0:
+        fix("label_smoothing", 0.1, "label smoothing was enabled with an amount of 0; set to 0.1")
+    for k in ("mixup_alpha", "cutmix_prob"):
+        if k in acc and not val("advanced_augmentation_enabled"):
+            if _ENABLE_INTENT.search(acc[k]["reason"] or ""):
+                fix("advanced_augmentation_enabled", True, f"{k} was changed to enable mixup/cutmix")
+            else:
+                notes.append(f"{k} changed while advanced_augmentation_enabled is false: no effect until it is enabled")
+    if val("advanced_augmentation_enabled") and val("batch_size") % 2 and (
+            {"advanced_augmentation_enabled", "batch_size"} & (set(acc) | set(fixes_map))):
+        reason = f"mixup/cutmix needs an even batch_size (batch_size is {val('batch_size')})"
+        for k in ({"advanced_augmentation_enabled", "batch_size", "mixup_alpha", "cutmix_prob"} & set(acc)):
+            rejects[k] = reason
+    if acc.get("lr_scheduler", {}).get("new") == "OneCycleLR" and cfg.warmup_enabled:
+        notes.append("OneCycleLR has its own warm-up phase; the separate warmup is not used with it")
+    if "gradient_clipping_value" in acc and not val("gradient_clipping"):
+        fix("gradient_clipping", True, "gradient_clipping_value only takes effect with clipping on: clipping enabled")
+    return fixes, rejects, notes
+
+
+_ERR_KEY = re.compile(r"config key '([^'.]+)")
+
+
+def validate_proposal(proposal: Proposal | dict, cfg: TrainConfig, it_cfg: IntelligentTrainingConfig | None = None,
+                      train_counts: list[int] | None = None, class_names: list[str] | None = None,
+                      reverted: set | None = None) -> Validated:
+    """Judge every proposed change; return what may be applied and why the rest was rejected.
+
+    ``reverted`` holds ``(key, change_direction(old, new))`` pairs (or bare keys) of changes rolled
+    back earlier in this run. Never raises for anything inside ``proposal``.
+    """
+    it_cfg = it_cfg or cfg.intelligent_training
+    train_counts, class_names, reverted = list(train_counts or []), list(class_names or []), set(reverted or ())
+    if isinstance(proposal, dict):
+        proposal = Proposal.model_validate(proposal)
+    out = Validated()
+    acc: dict[str, dict] = {}
+    for i, ch in enumerate(proposal.changes):
+        key = ch.key.strip()
+        ch = ProposedChange(key=key, value=ch.value, reason=ch.reason)
+        if i >= MAX_CHANGES:
+            out.rejected.append({"key": key, "value": ch.value, "reason": f"at most {MAX_CHANGES} changes per proposal"})
+            continue
+        if key in acc or any(u["key"] == key for u in out.unchanged):
+            out.rejected.append({"key": key, "value": ch.value, "reason": f"duplicate: {key} was already proposed"})
+            continue
+        try:
+            new = _check_one(ch, cfg, it_cfg, class_names, reverted)
+        except _Reject as why:
+            out.rejected.append({"key": key, "value": ch.value, "reason": str(why)})
+            continue
+        if _same(new, getattr(cfg, key)):
+            out.unchanged.append({"key": key, "value": new, "reason": "already the current value"})
+        else:
+            acc[key] = _record(key, getattr(cfg, key), new, ch.reason, "advisor")
+    base = cfg.to_dict()
+    for _ in range(MAX_CHANGES + 2):
+        fixes, rejects, notes = _consistency(acc, cfg, train_counts, class_names)
+        if not rejects:
+            try:
+                out.new_config = build_config({**base, **{c["key"]: c["new"] for c in [*acc.values(), *fixes]}})
+            except ConfigError as err:
+                m = _ERR_KEY.search(str(err))
+                bad = m.group(1) if m and m.group(1) in acc else None
+                rejects = {bad: str(err)} if bad else {k: str(err) for k in acc}
+        for k, reason in rejects.items():
+            out.rejected.append({"key": k, "value": acc.pop(k)["new"], "reason": reason})
+        if out.new_config is not None:
+            out.changes, out.notes = [*acc.values(), *fixes], notes
+            return out
+    out.changes, out.new_config = [], cfg  # the changes could not be made consistent: apply none
+    return out

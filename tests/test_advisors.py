@@ -1,0 +1,176 @@
+"""Advisors: rule remedies per state, the LLM advisor with a scripted fake client, hybrid verdicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from test_diagnosis import CLASSES, COUNTS, SCENARIOS  # tests/ is on sys.path, as for llm_server
+
+from trainpilot.config import IntelligentTrainingConfig, build_config
+from trainpilot.llm import LLMClient, LLMError, LLMReply
+from trainpilot.tuning.actions import PROPOSAL_JSON_SCHEMA, validate_proposal
+from trainpilot.tuning.advisors import (HYBRID_JSON_SCHEMA, AdvisorContext, HybridAdvisor, LLMAdvisor, RuleAdvisor,
+                                        build_messages, create_advisor)
+from trainpilot.tuning.diagnosis import diagnose
+
+CFG = build_config({"learning_rate": 1e-3, "weight_decay": 0.05, "batch_size": 32})
+IT = IntelligentTrainingConfig()
+SECRET = "sk-test-0123456789abcdef"
+
+
+def ctx(name, *, past=(), lang="en", cfg=CFG):
+    counts = [500, 480, 450, 40] if name == "imbalance" else COUNTS
+    history = SCENARIOS[name]
+    return AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, counts),
+                          class_names=CLASSES, train_counts=counts, past_interventions=list(past), language=lang)
+
+
+def proposed(p):
+    return {c.key: c.value for c in p.changes}
+
+
+class FakeClient(LLMClient):
+    """Answers with scripted texts, or raises scripted errors, in order."""
+
+    name = "fake"
+
+    def __init__(self, *replies):
+        self.replies, self.calls = list(replies), []
+
+    def complete(self, messages, json_schema=None):
+        self.calls.append((messages, json_schema))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return LLMReply(text=reply, model="fake-1", latency_s=0.25, prompt_tokens=812, completion_tokens=64,
+                        structured_mode="json_schema")
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("diverging_nan", {"learning_rate": 1e-4, "gradient_clipping": True}),
+    ("diverging_blowup", {"learning_rate": 1e-4, "gradient_clipping": True}),
+    ("underfitting_flat", {"learning_rate": 1e-2}),
+    ("underfitting_high_lr", {"learning_rate": 1e-4, "gradient_clipping": True}),  # also oscillating
+    ("plateau", {"learning_rate": 3e-4}),
+    ("unstable", {"learning_rate": 5e-4, "gradient_clipping": True}),
+    ("imbalance", {"use_class_weights": True}),
+    ("healthy", {}),
+])
+def test_rule_remedy_per_state(name, expect):
+    c = ctx(name)
+    p = RuleAdvisor().advise(c)
+    assert proposed(p) == expect, p.analysis
+    assert p.advisor == "rules" and p.analysis
+    v = validate_proposal(p, c.cfg, IT, c.train_counts, CLASSES, set())
+    assert not v.rejected, v.rejected  # the rule engine stays inside the action schema
+
+
+def test_overfitting_remedies_regularize():
+    p = RuleAdvisor().advise(ctx("overfitting"))
+    got = proposed(p)
+    assert got["weight_decay"] == pytest.approx(0.15) and got["advanced_augmentation_enabled"] is True
+    assert got["dropout_rate"] == 0.2 and "label_smoothing_enabled" not in got  # already on by default
+    assert "val_loss rose 3 epochs in a row" in p.analysis
+
+
+def test_reverted_remedies_are_skipped_for_the_next_best():
+    past = [{"epoch": 4, "changes": [{"key": "weight_decay", "old": 0.05, "new": 0.15}], "status": "reverted"},
+            {"epoch": 2, "changes": [{"key": "dropout_rate", "old": 0.0, "new": 0.2}], "status": "kept"}]
+    p = RuleAdvisor().advise(ctx("overfitting", past=past))
+    assert "weight_decay" not in proposed(p) and proposed(p)["dropout_rate"] == 0.2
+    assert "weight_decay up (reverted earlier in this run)" in p.analysis
+    past = [{"changes": [{"key": "learning_rate", "old": 1e-3, "new": 3e-4}], "status": "reverted"}]
+    div = RuleAdvisor().advise(ctx("diverging_nan", past=past))
+    assert proposed(div) == {"gradient_clipping": True, "gradient_accumulation_enabled": True,
+                             "gradient_accumulation_steps": 2}
+    assert "learning_rate" not in proposed(RuleAdvisor().advise(ctx("plateau", past=past)))
+
+
+def test_rule_analysis_in_chinese():
+    p = RuleAdvisor().advise(ctx("overfitting", lang="zh"))
+    assert p.analysis.startswith("诊断") and "连续 3 轮上升" in p.analysis and "过拟合" in p.changes[0].reason
+
+
+def test_llm_advisor_records_the_call():
+    reply = json.dumps({"analysis": "val loss rising: regularize", "changes": [
+        {"key": "weight_decay", "value": 0.1, "reason": "overfitting"}]})
+    client = FakeClient(reply)
+    p = LLMAdvisor(client).advise(ctx("overfitting"))
+    assert proposed(p) == {"weight_decay": 0.1} and p.advisor == "llm" and p.raw_output == reply
+    messages, schema = client.calls[0]
+    assert schema == PROPOSAL_JSON_SCHEMA and [m["role"] for m in messages] == ["system", "user"]
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert p.detail == {**p.detail, "backend": "fake", "model": "fake-1", "latency_s": 0.25, "prompt_tokens": 812,
+                        "completion_tokens": 64, "structured_mode": "json_schema", "prompt_hash": digest}
+    assert "fallback" not in p.detail
+
+
+@pytest.mark.parametrize("failure", [
+    LLMError("auth", f"401 invalid api key {SECRET}", backend="fake", base_url="http://127.0.0.1:9/v1"),
+    "Sorry, I cannot help with that.",
+])
+def test_llm_advisor_falls_back_to_rules(failure):
+    p = LLMAdvisor(FakeClient(failure), base_url="http://127.0.0.1:9/v1").advise(ctx("diverging_nan"))
+    assert proposed(p) == proposed(RuleAdvisor().advise(ctx("diverging_nan")))
+    fb = p.detail["fallback"]
+    assert fb.startswith("LLM backend fake at http://127.0.0.1:9/v1 failed: ")
+    assert fb.endswith("; used the rule engine for this round") and "\n" not in fb and SECRET not in fb
+    assert p.advisor == "rules" and p.detail["configured"] == "llm"
+    assert p.raw_output == ("" if isinstance(failure, Exception) else failure)
+
+
+def test_llm_reply_cache_and_lazy_factory(tmp_path):
+    reply = json.dumps({"analysis": "fine", "changes": []})
+    client = FakeClient(reply)
+    made = []
+    advisor = LLMAdvisor(lambda: made.append(1) or client, cache_dir=tmp_path)
+    first = advisor.advise(ctx("healthy"))
+    again = LLMAdvisor(FakeClient(), cache_dir=tmp_path).advise(ctx("healthy"))  # a resumed run
+    assert len(client.calls) == 1 and made == [1]
+    assert (tmp_path / f"{first.detail['prompt_hash']}.json").is_file()
+    assert again.detail["cached"] is True and again.raw_output == reply and not again.changes
+
+
+def verdict(v, changes=(), analysis="checked"):
+    return json.dumps({"verdict": v, "analysis": analysis, "changes": list(changes)})
+
+
+def test_hybrid_confirm_veto_replace():
+    rules = proposed(RuleAdvisor().advise(ctx("plateau")))
+    client = FakeClient(verdict("confirm"), verdict("veto", analysis="lr was just lowered; wait"),
+                        verdict("replace", [{"key": "num_epochs", "value": 30, "reason": "more time"}]))
+    hybrid = HybridAdvisor(LLMAdvisor(client))
+    confirm = hybrid.advise(ctx("plateau"))
+    assert proposed(confirm) == rules and confirm.detail["verdict"] == "confirm"
+    messages, schema = client.calls[0]
+    assert schema == HYBRID_JSON_SCHEMA and '"verdict"' in messages[0]["content"]
+    assert '"key": "learning_rate"' in messages[1]["content"]  # the rule proposal is shown
+    veto = hybrid.advise(ctx("plateau"))
+    assert not veto.changes and "vetoed" in veto.analysis and "lr was just lowered; wait" in veto.analysis
+    replace = hybrid.advise(ctx("plateau"))
+    assert proposed(replace) == {"num_epochs": 30} and replace.advisor == "hybrid"
+    assert replace.detail["rule_changes"][0]["key"] == "learning_rate"
+
+
+def test_hybrid_falls_back_to_rules_and_skips_healthy_runs():
+    client = FakeClient(LLMError("timeout", "no reply in 60 s", backend="fake"))
+    hybrid = HybridAdvisor(LLMAdvisor(client))
+    p = hybrid.advise(ctx("plateau"))
+    assert proposed(p) == {"learning_rate": 3e-4} and "no reply in 60 s" in p.detail["fallback"]
+    healthy = hybrid.advise(ctx("healthy"))
+    assert not healthy.changes and healthy.detail["verdict"] == "skipped" and len(client.calls) == 1
+
+
+def test_create_advisor(monkeypatch):
+    assert isinstance(create_advisor(IT), RuleAdvisor)
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    with pytest.raises(LLMError) as err:
+        create_advisor(IntelligentTrainingConfig(advisor="llm", llm={"preset": "deepseek"}))
+    assert err.value.kind == "config" and "DEEPSEEK_API_KEY" in str(err.value)
+    local = {"base_url": "http://127.0.0.1:9/v1", "model": "tiny"}
+    assert isinstance(create_advisor(IntelligentTrainingConfig(advisor="llm", llm=local)), LLMAdvisor)
+    hybrid = create_advisor(IntelligentTrainingConfig(advisor="hybrid", llm=local))
+    assert isinstance(hybrid, HybridAdvisor) and hybrid.llm.base_url == "http://127.0.0.1:9/v1"
+    assert build_messages(ctx("healthy"))[0]["role"] == "system"

@@ -1,0 +1,127 @@
+"""diagnose() on scripted metric histories, one per state (pure Python, no training)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from trainpilot.config import build_config
+from trainpilot.tuning.diagnosis import diagnose, format_history_table
+
+CLASSES = ["ants", "bees", "wasps", "flies"]
+NUMBER = re.compile(r"\d")
+
+
+def make_history(tl, vl, ta, va, *, lr=1e-3, recalls=None, grad=None, nonfinite=None, classes=CLASSES):
+    """metrics.jsonl records (train + val per epoch) from per-epoch lists."""
+    out = []
+    for i, (t_loss, v_loss, t_acc, v_acc) in enumerate(zip(tl, vl, ta, va)):
+        epoch = i + 1
+        out.append({"epoch": epoch, "phase": "train", "loss": t_loss, "accuracy": t_acc, "lr": lr,
+                    "images_per_s": 500.0, "epoch_seconds": 2.0, "grad_norm_mean": grad[i] if grad else 1.0,
+                    "grad_norm_max": (grad[i] * 3) if grad else 3.0,
+                    "nonfinite_steps": nonfinite[i] if nonfinite else 0, "steps": 10})
+        rec = recalls[i] if recalls else [v_acc] * len(classes)
+        per = {c: {"precision": r, "recall": r, "f1": r, "support": 10} for c, r in zip(classes, rec)}
+        out.append({"epoch": epoch, "phase": "val", "loss": v_loss, "accuracy": v_acc, "macro_f1": v_acc,
+                    "precision": v_acc, "recall": v_acc, "per_class": per, "confusion_matrix": [],
+                    "class_names": classes, "train_loss": t_loss, "train_accuracy": t_acc, "val_loss": v_loss,
+                    "val_accuracy": v_acc, "val_macro_f1": v_acc, "lr": lr, "ema_loss": None,
+                    "ema_accuracy": None, "ema_macro_f1": None})
+    return out
+
+
+CFG = build_config({})
+COUNTS = [100, 100, 100, 100]
+
+SCENARIOS = {
+    "healthy": make_history([1.2, 0.9, 0.7, 0.55, 0.45], [1.1, 0.9, 0.75, 0.65, 0.58],
+                            [0.5, 0.65, 0.75, 0.82, 0.86], [0.55, 0.68, 0.76, 0.8, 0.83]),
+    "underfitting_flat": make_history([1.386, 1.3855, 1.385, 1.3848], [1.386, 1.386, 1.3858, 1.3857],
+                                      [0.25, 0.26, 0.25, 0.26], [0.25, 0.24, 0.25, 0.25], lr=1e-6),
+    "underfitting_high_lr": make_history([1.5, 1.9, 1.6, 2.0], [1.6, 1.9, 1.7, 2.1], [0.26, 0.24, 0.25, 0.23],
+                                         [0.25, 0.25, 0.24, 0.25], lr=0.5, grad=[50, 150, 120, 300]),
+    "overfitting": make_history([1.0, 0.7, 0.5, 0.35, 0.25, 0.18], [0.9, 0.75, 0.7, 0.74, 0.8, 0.88],
+                                [0.6, 0.75, 0.83, 0.9, 0.94, 0.97], [0.62, 0.7, 0.72, 0.71, 0.7, 0.69]),
+    "diverging_nan": make_history([1.0, 0.8, math.nan], [0.9, 0.8, "nan"], [0.5, 0.6, 0.3], [0.5, 0.6, 0.25],
+                                  nonfinite=[0, 0, 7]),
+    "diverging_blowup": make_history([1.0, 0.6, 0.5, 1.2], [0.9, 0.6, 0.55, 1.1], [0.6, 0.75, 0.8, 0.5],
+                                     [0.6, 0.74, 0.78, 0.5]),
+    "plateau": make_history([0.6, 0.45, 0.4, 0.39, 0.385, 0.383], [0.7, 0.5, 0.45, 0.448, 0.447, 0.449],
+                            [0.75, 0.83, 0.86, 0.87, 0.872, 0.873], [0.7, 0.8, 0.85, 0.851, 0.852, 0.85]),
+    "unstable": make_history([1.0, 0.9, 0.8, 0.72, 0.65, 0.6], [1.0, 0.7, 0.9, 0.6, 0.85, 0.55],
+                             [0.55, 0.6, 0.64, 0.68, 0.7, 0.72], [0.5, 0.6, 0.55, 0.65, 0.58, 0.68]),
+    "imbalance": make_history([1.2, 0.9, 0.7, 0.55, 0.45], [1.1, 0.9, 0.75, 0.65, 0.58],
+                              [0.5, 0.65, 0.75, 0.82, 0.86], [0.55, 0.68, 0.76, 0.8, 0.83],
+                              recalls=[[0.6, 0.6, 0.6, 0.1]] * 4 + [[0.95, 0.92, 0.9, 0.05]]),
+}
+EXPECTED = {"healthy": "healthy", "underfitting_flat": "underfitting", "underfitting_high_lr": "underfitting",
+            "overfitting": "overfitting", "diverging_nan": "diverging", "diverging_blowup": "diverging",
+            "plateau": "plateau", "unstable": "unstable", "imbalance": "imbalance"}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_primary_state_and_numeric_evidence(name):
+    counts = [500, 480, 450, 40] if name == "imbalance" else COUNTS
+    d = diagnose(SCENARIOS[name], CFG, counts)
+    assert d.primary == EXPECTED[name], d.to_dict()
+    top = d.states[0]
+    assert 0.0 <= top.severity <= 1.0
+    assert top.evidence and all(NUMBER.search(e) for e in top.evidence), top.evidence
+    json.dumps(d.to_dict(), allow_nan=False)  # features are JSON-safe (NaN/inf as strings)
+
+
+def test_overfitting_evidence_names_the_trend():
+    d = diagnose(SCENARIOS["overfitting"], CFG, COUNTS)
+    ev = d.state("overfitting").evidence[0]
+    assert "val_loss rose 3 epochs in a row" in ev and "train_loss fell 64%" in ev
+    assert d.features["loss_gap_slope"] > 0
+
+
+def test_lr_verdicts_from_the_loss_curve():
+    assert diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features["lr_verdict"] == "too_low"
+    d = diagnose(SCENARIOS["underfitting_high_lr"], CFG, COUNTS)
+    assert d.features["lr_verdict"] == "too_high"
+    assert any("too high" in e for e in d.state("underfitting").evidence)
+
+
+def test_nan_divergence_is_maximal_and_quotes_the_steps():
+    d = diagnose(SCENARIOS["diverging_nan"], CFG, COUNTS)
+    st = d.state("diverging")
+    assert st.severity == 1.0
+    assert any("7 of 10 training steps" in e for e in st.evidence)
+    assert d.to_dict()["features"]["train_loss"] == "nan"
+
+
+def test_blowup_quotes_the_ratio_to_the_best_loss():
+    ev = diagnose(SCENARIOS["diverging_blowup"], CFG, COUNTS).state("diverging").evidence
+    assert any("2.40x its best 0.5" in e for e in ev), ev
+
+
+def test_imbalance_names_the_collapsed_class_and_ratio():
+    d = diagnose(SCENARIOS["imbalance"], CFG, [500, 480, 450, 40])
+    ev = " ".join(d.state("imbalance").evidence)
+    assert '"flies"' in ev and "recall 0.05" in ev and "12.5:1" in ev
+    assert d.features["imbalance_ratio"] == 12.5
+
+
+def test_one_epoch_and_empty_histories_are_handled():
+    one = make_history([1.3], [1.2], [0.4], [0.45])
+    d = diagnose(one, CFG, COUNTS)
+    assert d.primary == "healthy" and d.features["epochs"] == 1
+    assert diagnose([], CFG, COUNTS).primary == "healthy"
+    at_chance = diagnose(make_history([1.386], [1.386], [0.25], [0.25]), CFG, COUNTS)
+    assert at_chance.state("underfitting").severity < 0.5  # one epoch is weak evidence
+
+
+def test_zh_evidence_and_history_table():
+    d = diagnose(SCENARIOS["overfitting"], CFG, COUNTS, lang="zh")
+    assert "连续 3 轮上升" in d.state("overfitting").evidence[0]
+    table = format_history_table(SCENARIOS["diverging_nan"], "zh").splitlines()
+    assert table[0].startswith("轮次 | 训练损失") and len(table) == 4 and "nan" in table[-1]
+    en = format_history_table(make_history([1.0] * 50, [1.0] * 50, [0.5] * 50, [0.5] * 50), "en", max_rows=10)
+    assert en.splitlines()[0] == "epoch | train_loss | train_acc | val_loss | val_acc | val_f1 | lr"
+    assert "epochs omitted" in en and len(en.splitlines()) == 12
