@@ -112,6 +112,7 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         restore_trainer(trainer, ckpt)
         if dist.is_main:
             run.truncate_metrics_after(trainer.epoch)
+        trainer.history = read_jsonl(run.metrics)  # the controller diagnoses from the whole history
         notices.append(f"resumed {run.session_id} after epoch {trainer.epoch}")
     return trainer, notices
 
@@ -152,6 +153,10 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
         console.print(f"[red]interrupted[/] after epoch {trainer.epoch}; continue with: "
                       f"trainpilot train --resume {run.root}")
         raise
+    finally:
+        for hook in trainer.hooks:
+            if hasattr(hook, "close"):
+                hook.close()
     if dist.is_main:
         summary.update(_finish(trainer, run, tb_sink, data, notices))
         write_json_atomic(run.root / "summary.json", summary)

@@ -58,7 +58,7 @@ class IntelligentTrainingConfig(_Strict):
     max_interventions: int = _f(5, "Applied changes allowed per run. [new]", ge=0, le=1000)
     evaluation_window: int = _f(2, "Epochs after a change before it is kept or rolled back. [new]", ge=1, le=100)
     divergence_threshold: float = _f(
-        1.5, "Emergency analysis when the train loss exceeds this multiple of its best value. [new]", gt=1.0, le=100.0)
+        2.0, "Emergency analysis when the train loss rises past this multiple of its best value. [new]", gt=1.0, le=100.0)
     lr_max_factor: float = _f(10.0, "Trust region: the most one change may multiply or divide the lr by. [new]", gt=1.0, le=1000.0)
     min_noise_margin: float = _f(
         0.005, "Smallest metric change treated as real when judging a change. [new]", ge=0.0, le=1.0)

@@ -329,6 +329,8 @@ class Trainer:
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
                 "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
                 "stop_reason": self.stop_reason or "completed num_epochs",
+                "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in val), 3),
+                "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
                 "skipped_files": len(self.data.skipped)}
 
 

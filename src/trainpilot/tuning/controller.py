@@ -1,0 +1,273 @@
+"""The tuning controller: an epoch hook that diagnoses, proposes, applies, and keeps or rolls back.
+
+Policy, in the order it runs at each epoch boundary:
+
+1. an LLM proposal that arrived since the last boundary is handled (or dropped as stale);
+2. an emergency (non-finite loss, or the train loss past ``divergence_threshold`` x its best)
+   rolls back a pending change at once and applies the rule engine's divergence remedy;
+3. a pending change whose ``evaluation_window`` has closed is kept or rolled back;
+4. in ``suggest`` mode, approvals/rejections written by ``trainpilot approve|reject`` are picked up;
+5. a scheduled analysis runs every ``analysis_interval`` epochs from ``min_epochs_before_analysis``,
+   outside the cooldown, while fewer than ``max_interventions`` changes were applied.
+
+Each epoch is analysed at most once, and every adjustment is one record in adjustments.jsonl
+(re-written as its status changes) with one report. All state lives in :meth:`state_dict`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import statistics
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainpilot.config import IntelligentTrainingConfig
+from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
+from trainpilot.engine.rundir import RunDir, append_jsonl, clean_json, read_jsonl
+from trainpilot.engine.trainer import monitor_value
+from trainpilot.reports.markdown import write_adjustment_report
+from trainpilot.tuning.actions import Proposal, validate_proposal
+from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor, reverted_changes
+from trainpilot.tuning.diagnosis import diagnose, num
+
+if TYPE_CHECKING:
+    from trainpilot.engine.trainer import Trainer
+
+
+def new_adj_id() -> str:
+    """adj_<YYYYmmdd_HHMMSS>_<random>: unique even for two adjustments within one second."""
+    return f"adj_{time.strftime('%Y%m%d_%H%M%S')}_{secrets.token_hex(3)}"
+
+
+class TuningController:
+    """Watches a run through the engine's hook interface and tunes it (see the module docstring).
+
+    Args:
+        it_cfg: the ``intelligent_training`` section of the config.
+        run: the run directory (reports, adjustments.jsonl, pre-adjustment snapshots).
+        advisor: who proposes; default from ``it_cfg.advisor``. LLM-backed advisors run on a worker
+            thread, so training never waits for them.
+    """
+
+    def __init__(self, it_cfg: IntelligentTrainingConfig, run: RunDir | None = None, advisor: Advisor | None = None):
+        self.it, self.run = it_cfg, run
+        self.advisor = advisor or create_advisor(it_cfg, cache_dir=run.root / "llm_cache" if run else None)
+        self.asynchronous = it_cfg.advisor != "rules" and advisor is None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advisor") if self.asynchronous else None
+        self._inflight: tuple[Future, int, str, Any] | None = None
+        self.applied = 0
+        self.cooldown_until = 0
+        self.analyzed: list[int] = []
+        self.pending: dict | None = None  # {"adj_id", "epoch", "eval_epoch", "before", "margin", "snapshot"}
+        self.decisions_seen = 0
+        self.overhead_s = 0.0
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"applied": self.applied, "cooldown_until": self.cooldown_until, "analyzed": list(self.analyzed),
+                "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.applied, self.cooldown_until = state["applied"], state["cooldown_until"]
+        self.analyzed, self.pending = list(state["analyzed"]), state["pending"]
+        self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
+
+    # -- records -----------------------------------------------------------------------------------
+    def records(self) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for r in read_jsonl(self.run.adjustments):
+            out[r["adj_id"]] = r
+        return out
+
+    def _save(self, record: dict, history: list[dict]) -> None:
+        append_jsonl(self.run.adjustments, record)  # a later line with the same adj_id supersedes
+        if record["changes"] or record["rejected"] or record["status"] in ("recorded", "stale"):
+            write_adjustment_report(self.run.reports, clean_json(record), history, self.it.report_language)
+
+    # -- the hook --------------------------------------------------------------------------------------
+    def on_epoch_end(self, tr: "Trainer", epoch: int) -> None:
+        start = time.perf_counter()
+        self.run = self.run or tr.run
+        try:
+            self._step(tr, epoch)
+        finally:
+            self.overhead_s += time.perf_counter() - start
+
+    def _step(self, tr: "Trainer", epoch: int) -> None:
+        self._collect_async(tr, epoch)
+        if epoch not in self.analyzed and self._emergency(tr):
+            self._rescue(tr, epoch)
+            self._analyze(tr, epoch, "emergency", advisor=RuleAdvisor())
+            return
+        if self.pending is not None and epoch >= self.pending["eval_epoch"]:
+            self._judge(tr, epoch)
+        if self.it.mode == "suggest":
+            self._apply_user_decisions(tr, epoch)
+        if self._scheduled(epoch):
+            self._analyze(tr, epoch, "scheduled")
+
+    def _scheduled(self, epoch: int) -> bool:
+        it = self.it
+        return (epoch >= it.min_epochs_before_analysis
+                and (epoch - it.min_epochs_before_analysis) % it.analysis_interval == 0
+                and epoch > self.cooldown_until and self.pending is None and self._inflight is None
+                and self.applied < it.max_interventions and epoch not in self.analyzed)
+
+    def _emergency(self, tr: "Trainer") -> bool:
+        """Non-finite loss, or a train loss that rose past divergence_threshold x its best so far."""
+        train = [r for r in tr.history if r["phase"] == "train"]
+        if not train:
+            return False
+        last = train[-1]
+        if last.get("nonfinite_steps", 0) > 0 or not math.isfinite(num(last["loss"])):
+            return True
+        earlier = [num(r["loss"]) for r in train[:-1] if math.isfinite(num(r["loss"]))]
+        rising = bool(earlier) and num(last["loss"]) > earlier[-1]
+        return rising and num(last["loss"]) > self.it.divergence_threshold * min(earlier)
+
+    def _rescue(self, tr: "Trainer", epoch: int) -> None:
+        """Undo what caused an emergency: the pending change, or (weights already broken) the last epoch."""
+        if self.pending is not None:
+            record = self.records().get(self.pending["adj_id"], {})
+            if record.get("trigger") == "emergency":
+                # the pending change is itself a divergence remedy: keep it and add another one
+                self._judge(tr, epoch, force_keep="superseded by a further emergency remedy")
+            else:
+                self._judge(tr, epoch, force_revert="the loss became non-finite or exploded after this change")
+        elif has_nonfinite_weights(tr.model) and self.run.last.exists():
+            tr.restore(load_checkpoint(self.run.last))
+
+    # -- analysis ------------------------------------------------------------------------------------
+    def _context(self, tr: "Trainer") -> AdvisorContext:
+        counts = tr.data.train_counts()
+        return AdvisorContext(cfg=tr.cfg, it_cfg=self.it, history=list(tr.history),
+                              diagnosis=diagnose(tr.history, tr.cfg, counts, lang=self.it.report_language),
+                              class_names=tr.class_names, train_counts=counts,
+                              past_interventions=list(self.records().values()), language=self.it.report_language)
+
+    def _analyze(self, tr: "Trainer", epoch: int, trigger: str, advisor: Advisor | None = None) -> None:
+        self.analyzed.append(epoch)
+        ctx = self._context(tr)
+        if advisor is None and self.asynchronous:
+            self._inflight = (self._pool.submit(self.advisor.advise, ctx), epoch, trigger, ctx.diagnosis)
+            return
+        self._handle(tr, epoch, (advisor or self.advisor).advise(ctx), ctx.diagnosis, trigger, epoch)
+
+    def _collect_async(self, tr: "Trainer", epoch: int) -> None:
+        if self._inflight is None or not self._inflight[0].done():
+            return
+        future, asked_at, trigger, diagnosis = self._inflight
+        self._inflight = None
+        self._handle(tr, epoch, future.result(), diagnosis, trigger, asked_at)
+
+    def _handle(self, tr: "Trainer", epoch: int, proposal: Proposal, diagnosis, trigger: str, asked_at: int) -> None:
+        counts = tr.data.train_counts()
+        validated = validate_proposal(proposal, tr.cfg, self.it, counts, tr.class_names,
+                                      reverted_changes(list(self.records().values())))
+        record = {
+            "adj_id": new_adj_id(), "session_id": tr.session_id, "created_at": datetime.now().isoformat(),
+            "epoch": epoch, "requested_at_epoch": asked_at, "advisor": proposal.advisor or self.it.advisor,
+            "advisor_detail": proposal.detail, "mode": self.it.mode, "trigger": trigger,
+            "reason": self._reason(trigger, diagnosis, asked_at, epoch), "diagnosis": diagnosis.to_dict(),
+            "analysis_text": proposal.analysis, "raw_output": proposal.raw_output or proposal.analysis,
+            "changes": validated.changes, "rejected": validated.rejected, "unchanged": validated.unchanged,
+            "notes": validated.notes, "status": "recorded", "outcome": None,
+            "evaluate_after_epochs": self.it.evaluation_window,
+            "config_before": tr.cfg.to_dict(), "config_after": (validated.new_config or tr.cfg).to_dict(),
+        }
+        if epoch - asked_at > self.it.stale_after_epochs:
+            record.update(status="stale", changes=[], config_after=tr.cfg.to_dict(),
+                          notes=[*validated.notes, f"the proposal asked for at epoch {asked_at} arrived at epoch "
+                                 f"{epoch}, more than stale_after_epochs={self.it.stale_after_epochs} later: dropped"])
+        elif not validated.changes or self.it.mode == "off":
+            record["status"] = "recorded" if validated.changes or validated.rejected or self.it.mode == "off" else "no_change"
+        elif self.it.mode == "suggest":
+            record["status"] = "proposed"
+        else:
+            self._apply(tr, epoch, record, validated.updates)
+        self._save(record, tr.history)
+
+    def _reason(self, trigger: str, diagnosis, asked_at: int, epoch: int) -> str:
+        states = ", ".join(s.state for s in diagnosis.states) or "healthy"
+        if trigger == "emergency":
+            return f"Emergency analysis at epoch {epoch}: the loss became non-finite or exploded. Diagnosis: {states}."
+        return (f"Scheduled analysis of the whole history at epoch {asked_at} (every {self.it.analysis_interval} "
+                f"epochs from epoch {self.it.min_epochs_before_analysis}). Diagnosis: {states}.")
+
+    # -- apply, judge, roll back ------------------------------------------------------------------------
+    def _apply(self, tr: "Trainer", epoch: int, record: dict, updates: dict) -> None:
+        snapshot_path = self.run.checkpoints / f"pre_{record['adj_id']}.pt"
+        atomic_save(tr.snapshot(), snapshot_path)
+        record["apply_notes"] = tr.apply_changes(updates)
+        record["config_after"] = tr.cfg.to_dict()
+        record["status"] = "applied" if record["status"] != "approved" else "approved"
+        self.applied += 1
+        self.cooldown_until = epoch + self.it.evaluation_window + self.it.cooldown_epochs
+        values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
+        finite = [v for v in values if math.isfinite(v)]
+        diffs = [abs(b - a) for a, b in zip(finite[-6:], finite[-5:])]
+        best = max(finite, default=0.0)
+        # A val metric measured on n images moves by about sqrt(p(1-p)/n) by chance alone.
+        sampling = math.sqrt(max(best * (1 - best), 0.0) / max(1, len(tr.data.val))) if tr.cfg.monitor != "val_loss" else 0.0
+        margin = max(self.it.min_noise_margin, statistics.pstdev(diffs) if len(diffs) >= 2 else 0.0, sampling)
+        self.pending = {"adj_id": record["adj_id"], "epoch": epoch, "eval_epoch": epoch + self.it.evaluation_window,
+                        "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path)}
+
+    def _judge(self, tr: "Trainer", epoch: int, force_revert: str | None = None,
+               force_keep: str | None = None) -> None:
+        p, self.pending = self.pending, None
+        record = self.records().get(p["adj_id"])
+        after = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
+        best_after = max(after, default=-math.inf)
+        before = p["before"]
+        sign = -1.0 if tr.cfg.monitor == "val_loss" else 1.0
+        keep = force_keep is not None or (
+            force_revert is None and math.isfinite(best_after) and best_after >= before - p["margin"])
+        if not keep:
+            tr.restore(load_checkpoint(p["snapshot"]))
+        if record is None:
+            return
+        shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
+        record["status"] = "kept" if keep else "reverted"
+        record["outcome"] = {"decision": record["status"], "metric": tr.cfg.monitor, "before": shown(before),
+                             "after": shown(best_after), "noise_margin": round(p["margin"], 6),
+                             "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
+                             "evaluated_at_epoch": epoch, "why": force_revert or force_keep or (
+                                 "the monitored metric is within the noise margin of, or above, the pre-change best"
+                                 if keep else "the monitored metric fell below the pre-change best by more than the noise margin")}
+        self._save(record, tr.history)
+
+    def _apply_user_decisions(self, tr: "Trainer", epoch: int) -> None:
+        decisions = read_jsonl(self.run.root / "decisions.jsonl")
+        new, self.decisions_seen = decisions[self.decisions_seen:], len(decisions)
+        records = self.records()
+        for d in new:
+            record = records.get(d.get("adj_id"))
+            if record is None or record["status"] != "proposed":
+                continue
+            if d.get("decision") == "reject" or self.pending is not None:
+                record["status"] = "rejected_by_user" if d.get("decision") == "reject" else "stale"
+                self._save(record, tr.history)
+                continue
+            proposal = Proposal(analysis=record["analysis_text"], advisor=record["advisor"],
+                                changes=[{"key": c["key"], "value": c["new"], "reason": c.get("reason", "")}
+                                         for c in record["changes"] if c["source"] == "advisor"])
+            validated = validate_proposal(proposal, tr.cfg, self.it, tr.data.train_counts(), tr.class_names)
+            record.update(changes=validated.changes, rejected=record["rejected"] + validated.rejected, status="approved",
+                          approved_at_epoch=epoch, config_before=tr.cfg.to_dict())
+            if validated.changes:
+                self._apply(tr, epoch, record, validated.updates)
+            self._save(record, tr.history)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def has_nonfinite_weights(model: torch.nn.Module) -> bool:
+    return any(not torch.isfinite(p).all() for p in model.parameters())

@@ -1,0 +1,175 @@
+"""The tuning controller end to end: live changes, rollback, modes, resume, and the seed's scenario."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import SEED_DIR, TINY
+from trainpilot.api import build_trainer
+from trainpilot.config import SCHEDULERS, build_config
+from trainpilot.engine.rundir import read_jsonl
+from trainpilot.tuning.actions import Proposal
+from trainpilot.tuning.advisors import Advisor
+from trainpilot.tuning.controller import TuningController
+
+IT = {"enabled": True, "min_epochs_before_analysis": 1, "analysis_interval": 1, "evaluation_window": 1,
+      "cooldown_epochs": 0, "divergence_threshold": 100.0}  # tiny sets are noisy: no emergencies here
+
+
+class Scripted(Advisor):
+    """An advisor that proposes given changes (or raw reply text) once, then nothing."""
+
+    name = "llm"
+
+    def __init__(self, changes=None, raw=None):
+        self.changes, self.raw, self.calls = changes or [], raw, 0
+
+    def advise(self, context):
+        self.calls += 1
+        if self.calls > 1:
+            return Proposal(analysis="nothing more", changes=[], advisor=self.name)
+        if self.raw is not None:
+            from trainpilot.tuning.actions import parse_llm_reply
+
+            return parse_llm_reply(self.raw)
+        return Proposal(analysis="scripted", changes=self.changes, advisor=self.name)
+
+
+def _it(**over):
+    return build_config({"intelligent_training": {**IT, **over}}).intelligent_training
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_live_lr_change_through_the_trainer_for_every_scheduler(tiny_cfg, tmp_path, name):
+    t, _ = build_trainer({**tiny_cfg, "lr_scheduler": name, "warmup_enabled": False, "min_lr_enabled": False},
+                         runs_dir=tmp_path)
+    t.run.create()
+    t.train_one_epoch(1)
+    shape = t.schedule.shape
+    t.apply_changes({"learning_rate": 1e-4})
+    lr = t.schedule.apply(t.optimizer)
+    assert lr == pytest.approx(1e-4 * shape) and all(g["lr"] == pytest.approx(lr) for g in t.optimizer.param_groups)
+    t.train_one_epoch(2)
+    assert t.schedule.peak_lr == 1e-4 and t.cfg.learning_rate == 1e-4
+
+
+def test_live_changes_reach_every_part(tiny_cfg, tmp_path):
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    t.apply_changes({"weight_decay": 0.3, "dropout_rate": 0.25, "label_smoothing": 0.2, "use_augmentation": False,
+                     "model_ema_decay": 0.9, "advanced_augmentation_enabled": True, "use_class_weights": True,
+                     "gradient_accumulation_enabled": True, "gradient_accumulation_steps": 2})
+    assert any(g["weight_decay"] == 0.3 for g in t.optimizer.param_groups)
+    assert t.model.drop_rate == 0.25 and t.loss_fn.label_smoothing == 0.2 and not t.augment.enabled
+    assert t.ema.decay == 0.9 and t.mixup is not None and t.loss_fn.class_weights is not None
+    assert t.cfg.class_weights and t.steps_per_epoch() == -(-t.batches_per_epoch() // 2)
+    notes = t.apply_changes({"optimizer": "SGD", "batch_size": 4})
+    assert isinstance(t.optimizer, torch.optim.SGD) and "warm restart" in notes[0]
+
+
+def test_rollback_restores_weights_bit_for_bit(tiny_cfg, tmp_path):
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    t.run.create()
+    t.train_one_epoch(1)
+    snap = t.snapshot()
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.apply_changes({"learning_rate": 0.02, "weight_decay": 0.5})
+    t.train_one_epoch(2)
+    assert any(not torch.equal(before[k], v) for k, v in t.model.state_dict().items())
+    t.restore(snap)
+    assert all(torch.equal(before[k], v) for k, v in t.model.state_dict().items())
+    assert t.cfg.learning_rate == tiny_cfg.get("learning_rate", 2e-3) and t.schedule.peak_lr == t.cfg.learning_rate
+
+
+def _run(tiny_cfg, tmp_path, advisor, epochs=3, **it):
+    import trainpilot
+
+    controller = TuningController(_it(**it), advisor=advisor)
+    return trainpilot.train({**tiny_cfg, "num_epochs": epochs}, hooks=[controller], runs_dir=tmp_path, quiet=True), controller
+
+
+def test_auto_mode_applies_and_judges(tiny_cfg, tmp_path):
+    run, ctl = _run(tiny_cfg, tmp_path, Scripted([{"key": "learning_rate", "value": 0.001, "reason": "test"},
+                                                  {"key": "data_dir", "value": "/", "reason": "hostile"}]))
+    records = {r["adj_id"]: r for r in read_jsonl(run.dir / "adjustments.jsonl")}
+    (rec,) = [r for r in records.values() if r["changes"]]
+    assert rec["status"] in ("kept", "reverted") and rec["outcome"]["decision"] == rec["status"]
+    assert rec["rejected"][0]["key"] == "data_dir"
+    reports = list((run.dir / "reports").glob(f"parameter_tuning_report_*_{rec['adj_id']}.md"))
+    assert len(reports) == 1 and len(list((run.dir / "reports").glob(f"*{rec['adj_id']}.json"))) == 1
+    assert (run.dir / "checkpoints" / f"pre_{rec['adj_id']}.pt").exists()
+    assert run.summary["hooks_seconds"] < run.summary["train_seconds"]
+
+
+def test_off_mode_only_records(tiny_cfg, tmp_path):
+    run, _ = _run(tiny_cfg, tmp_path, Scripted([{"key": "learning_rate", "value": 0.001}]), mode="off")
+    recs = read_jsonl(run.dir / "adjustments.jsonl")
+    assert recs and all(r["status"] in ("recorded", "no_change") for r in recs)
+    assert run.config.learning_rate == TINY.get("learning_rate", 2e-3)
+
+
+def test_suggest_mode_waits_for_approval(tiny_cfg, tmp_path):
+    from trainpilot.tuning.cli import approve
+
+    class ApproveOnEpoch2(TuningController):
+        def on_epoch_end(self, tr, epoch):
+            if epoch == 2:
+                (proposed,) = [r for r in read_jsonl(tr.run.adjustments) if r["status"] == "proposed"]
+                approve(tr.run.root, proposed["adj_id"])
+            super().on_epoch_end(tr, epoch)
+
+    import trainpilot
+
+    ctl = ApproveOnEpoch2(_it(mode="suggest"), advisor=Scripted([{"key": "weight_decay", "value": 0.2}]))
+    run = trainpilot.train({**tiny_cfg, "num_epochs": 3}, hooks=[ctl], runs_dir=tmp_path, quiet=True)
+    latest = {}
+    for r in read_jsonl(run.dir / "adjustments.jsonl"):
+        latest[r["adj_id"]] = r
+    (rec,) = [r for r in latest.values() if r["changes"]]
+    assert rec["approved_at_epoch"] == 2 and rec["status"] in ("approved", "kept", "reverted")
+    assert rec["config_after"]["weight_decay"] == 0.2
+
+
+def test_controller_state_survives_resume(tiny_cfg, tmp_path):
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    ctl = TuningController(_it(), run=t.run, advisor=Scripted())
+    ctl.applied, ctl.cooldown_until, ctl.analyzed = 2, 7, [3, 5]
+    ctl.pending = {"adj_id": "adj_x", "epoch": 5, "eval_epoch": 6, "before": 0.5, "margin": 0.01, "snapshot": "s"}
+    other = TuningController(_it(), run=t.run, advisor=Scripted())
+    other.load_state_dict(json.loads(json.dumps(ctl.state_dict())))
+    assert other.state_dict() == ctl.state_dict()
+
+
+def test_seed_scenario_report_fixes_every_quirk(tiny_data, tmp_path):
+    """The seed's config and its LLM's four suggestions, through our controller and report."""
+    import trainpilot
+
+    seed = json.loads((SEED_DIR / "original_config.json").read_text(encoding="utf-8"))
+    seed.update(data_dir=str(tiny_data), model_name="mobilenetv3_small_050", image_size=32, num_epochs=3,
+                use_pretrained=False, mixed_precision=False, batch_size=8, model_save_dir="", use_tensorboard=False,
+                default_param_save_dir="", tensorboard_log_dir="", class_weights=None)
+    reply = json.dumps({"suggestions": [
+        {"parameter": "learning_rate", "current_value": 0.0001, "suggested_value": 0.00002, "reason": "lower"},
+        {"parameter": "use_class_weights", "suggested_value": True, "reason": "balance"},
+        {"parameter": "label_smoothing_enabled", "suggested_value": True, "reason": "regularise"},
+        {"parameter": "gradient_accumulation_steps", "suggested_value": 1, "reason": "smaller effective batch"}]})
+    long_text = "分析 " * 3000 + reply
+    controller = TuningController(_it(report_language="zh", min_epochs_before_analysis=2),
+                                  advisor=Scripted(raw=long_text))
+    run = trainpilot.train(seed, hooks=[controller], runs_dir=tmp_path, quiet=True)
+    (md,) = [p for p in (run.dir / "reports").glob("*.md") if "learning_rate" in p.read_text(encoding="utf-8")]
+    text = md.read_text(encoding="utf-8")
+    twin = md.with_suffix(".json").read_text(encoding="utf-8")
+    for blob in (text, twin):
+        assert "9.999999999999999e-05" not in blob and "1.9999999999999998e-05" not in blob
+    assert "启用" in text and "增加" not in text.split("## 🤖")[0].split("### use_class_weights")[1]
+    assert long_text.split("{")[0].strip() in text  # the advisor's text is never truncated
+    rec = [r for r in read_jsonl(run.dir / "adjustments.jsonl") if r["changes"]][-1]
+    keys = {c["key"]: c for c in rec["changes"]}
+    assert keys["gradient_accumulation_enabled"]["new"] is False and keys["gradient_accumulation_enabled"]["source"] == "auto_fix"
+    assert rec["config_after"]["class_weights"] and set(rec["config_after"]["class_weights"]) == set(run.history[-1]["class_names"])
+    ids = [r["adj_id"] for r in read_jsonl(run.dir / "adjustments.jsonl")]
+    assert len(set(ids)) == len({(r["adj_id"], r["epoch"]) for r in read_jsonl(run.dir / "adjustments.jsonl")})
+    assert "## 📊 训练指标" in text and "| 1 |" in text  # the history table, not one raw record
