@@ -149,6 +149,10 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
             with Progress(console, cfg.num_epochs) as progress:
                 trainer.progress = progress
                 summary = trainer.fit()
+        if dist.is_main:
+            for hook in trainer.hooks:
+                if hasattr(hook, "finish"):
+                    hook.finish(trainer)
     except KeyboardInterrupt:
         console.print(f"[red]interrupted[/] after epoch {trainer.epoch}; continue with: "
                       f"trainpilot train --resume {run.root}")

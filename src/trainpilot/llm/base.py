@@ -167,10 +167,12 @@ def read_api_key(settings: LLMSettings, preset: Preset | None, backend: str) -> 
     """The API key from the environment, or ``None`` for an endpoint that needs none.
 
     A key is required by presets that name one, and by custom endpoints that are not on
-    this machine. Naming ``api_key_env`` explicitly also makes it required.
+    this machine. Naming an ``api_key_env`` other than the default also makes it required; a
+    local endpoint with the default variable gets no key, so a real OPENAI_API_KEY is never sent to it.
     """
     needs_key = preset.api_key_env is not None if preset else not _is_loopback(settings.base_url)
-    if not needs_key and "api_key_env" not in settings.model_fields_set:
+    default_env = type(settings).model_fields["api_key_env"].default
+    if not needs_key and settings.api_key_env == default_env:
         return None
     key = os.environ.get(settings.api_key_env, "").strip()
     if not key:

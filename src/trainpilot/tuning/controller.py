@@ -180,7 +180,10 @@ class TuningController:
             "evaluate_after_epochs": self.it.evaluation_window,
             "config_before": tr.cfg.to_dict(), "config_after": (validated.new_config or tr.cfg).to_dict(),
         }
-        if epoch - asked_at > self.it.stale_after_epochs:
+        if getattr(self, "_finished", False):
+            record.update(status="recorded", config_after=tr.cfg.to_dict(),
+                          notes=[*validated.notes, "the proposal arrived after the last epoch: recorded, not applied"])
+        elif epoch - asked_at > self.it.stale_after_epochs:
             record.update(status="stale", changes=[], config_after=tr.cfg.to_dict(),
                           notes=[*validated.notes, f"the proposal asked for at epoch {asked_at} arrived at epoch "
                                  f"{epoch}, more than stale_after_epochs={self.it.stale_after_epochs} later: dropped"])
@@ -263,6 +266,18 @@ class TuningController:
             if validated.changes:
                 self._apply(tr, epoch, record, validated.updates)
             self._save(record, tr.history)
+
+    def finish(self, tr: "Trainer") -> None:
+        """After the last epoch: a proposal still in flight is waited for (bounded) and recorded, not lost."""
+        if self._inflight is None:
+            return
+        llm = self.it.llm
+        try:
+            self._inflight[0].result(timeout=llm.timeout * (llm.max_retries + 1) + 5)
+        except Exception:  # noqa: BLE001 - a timeout here only means the reply is not recorded
+            return
+        self._finished = True
+        self._collect_async(tr, tr.epoch)
 
     def close(self) -> None:
         if self._pool is not None:
