@@ -1,7 +1,6 @@
 """Tests of trainpilot.reports: adjustment reports (markdown + JSON) and the HTML summary."""
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re

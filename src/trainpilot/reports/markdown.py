@@ -160,9 +160,9 @@ def _analysis(r: dict, L: str) -> str:
     adv = advisor_key(r.get("advisor"))
     det = r.get("advisor_detail") or {}
     bits = []
-    for key, label, unit in (("backend", "backend", ""), ("model", "model", ""), ("latency_s", "latency", " s")):
+    for key, name, unit in (("backend", "backend", ""), ("model", "model", ""), ("latency_s", "latency", " s")):
         if det.get(key) not in (None, ""):
-            bits.append(f"{tr(L, label)} {fmt_value(det[key])}{unit}")
+            bits.append(f"{tr(L, name)} {fmt_value(det[key])}{unit}")
     if det.get("prompt_tokens") is not None or det.get("completion_tokens") is not None:
         bits.append(f"{tr(L, 'tokens')} {fmt_value(det.get('prompt_tokens'))} + "
                     f"{fmt_value(det.get('completion_tokens'))}")
