@@ -34,41 +34,49 @@ class BatchAugment:
         self.enabled, self.scale, self.ratio, self.jitter = enabled, scale, ratio, jitter
         self.generator = generator or torch.Generator().manual_seed(0)
 
-    def normalize(self, images: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return ((images.to(dtype) - mean) / std).to(dtype)
+    def normalize(self, images: torch.Tensor, dtype=torch.float32,
+                  memory_format=torch.contiguous_format) -> torch.Tensor:
+        """uint8 -> normalised float, in place on one new buffer (out-of-place ops on big CPU tensors
+        cost more in allocation than in arithmetic)."""
+        x = images.to(dtype=torch.float32, memory_format=memory_format)
+        return self._normalize_(x).to(dtype)
+
+    def _normalize_(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        return x.sub_(mean).div_(std)
 
     def _uniform(self, n: int, low: float, high: float) -> torch.Tensor:
         return torch.rand(n, generator=self.generator) * (high - low) + low
 
-    def crop_flip_theta(self, n: int) -> torch.Tensor:
-        """Affine matrices mapping output coordinates to a random crop of the input, flipped."""
+    def crop_flip_grid(self, n: int, height: int, width: int) -> torch.Tensor:
+        """Sampling grids for a random resized crop with random flips (axis-aligned, so separable:
+        built by broadcasting instead of ``affine_grid``'s batched matmul)."""
         area = self._uniform(n, *self.scale)
-        log_r = self._uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]))
-        aspect = torch.exp(log_r)
+        aspect = torch.exp(self._uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1])))
         w = torch.sqrt(area * aspect).clamp(max=1.0)
         h = torch.sqrt(area / aspect).clamp(max=1.0)
         cx = (torch.rand(n, generator=self.generator) * 2 - 1) * (1 - w)
         cy = (torch.rand(n, generator=self.generator) * 2 - 1) * (1 - h)
         flip_x = torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0)
         flip_y = torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2] = w * flip_x, cx
-        theta[:, 1, 1], theta[:, 1, 2] = h * flip_y, cy
-        return theta
+        lin_x = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1  # pixel centres in [-1, 1]
+        lin_y = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
+        gx = (w * flip_x).view(n, 1, 1) * lin_x.view(1, 1, width) + cx.view(n, 1, 1)
+        gy = (h * flip_y).view(n, 1, 1) * lin_y.view(1, height, 1) + cy.view(n, 1, 1)
+        return torch.stack((gx.expand(n, height, width), gy.expand(n, height, width)), dim=-1)
 
-    def __call__(self, images: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, dtype=torch.float32,
+                 memory_format=torch.contiguous_format) -> torch.Tensor:
         if not self.enabled:
-            return self.normalize(images, dtype)
-        n = images.shape[0]
-        x = images.float()
-        theta = self.crop_flip_theta(n).to(x.device)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            return self.normalize(images, dtype, memory_format)
+        n, _, height, width = images.shape
+        x = images.float()  # grid_sample is fastest on contiguous input; the layout is set at the end
+        grid = self.crop_flip_grid(n, height, width).to(x.device)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if self.jitter > 0:
-            brightness = self._uniform(n, 1 - self.jitter, 1 + self.jitter).view(n, 1, 1, 1).to(x.device)
-            contrast = self._uniform(n, 1 - self.jitter, 1 + self.jitter).view(n, 1, 1, 1).to(x.device)
-            mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = ((x - mean) * contrast + mean) * brightness
-            x = x.clamp_(0, 255)
-        return self.normalize(x, dtype)
+            # brightness b and contrast c around the image mean m, fused: x' = b*c*x + b*m*(1-c)
+            b = self._uniform(n, 1 - self.jitter, 1 + self.jitter).view(n, 1, 1, 1).to(x.device)
+            c = self._uniform(n, 1 - self.jitter, 1 + self.jitter).view(n, 1, 1, 1).to(x.device)
+            m = x.mean(dim=(1, 2, 3), keepdim=True)
+            x.mul_(b * c).add_(b * m * (1 - c)).clamp_(0, 255)
+        return self._normalize_(x).to(dtype=dtype, memory_format=memory_format)

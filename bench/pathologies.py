@@ -1,0 +1,99 @@
+"""The pathology suite: does the tuning controller rescue broken runs, and what does it cost a healthy one?
+
+    .venv/bin/python bench/pathologies.py [--epochs 15] [--only lr_high,imbalance]
+
+On neu-cls with mobilenetv3_small_100 at 128 px and a fixed epoch budget, each starting config is
+trained twice, with the controller off and with the rule advisor on, and the best checkpoint is
+scored on the test split (macro-F1). "gap closed" = (rules - off) / (healthy - off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import trainpilot
+from trainpilot.inference import evaluate_split, load_trained
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_CONFIG = ROOT.parent / "shared" / "seed" / "original_config.json"
+
+
+def imbalanced_copy(data: Path, dst: Path, cls: str = "crazing", keep: int = 10) -> Path:
+    """neu-cls with one class cut to ``keep`` training images (1:21), val/test untouched (symlinks)."""
+    for split in ("train", "val", "test"):
+        for d in sorted((data / split).iterdir()):
+            out = dst / split / d.name
+            out.mkdir(parents=True, exist_ok=True)
+            files = sorted(d.iterdir())
+            if split == "train" and d.name == cls:
+                files = random.Random(0).sample(files, keep)
+            for f in files:
+                (out / f.name).symlink_to(f.resolve())
+    return dst
+
+
+def pathologies(data: Path, tmp: Path) -> dict[str, tuple[dict, Path]]:
+    seed = json.loads(SEED_CONFIG.read_text(encoding="utf-8"))
+    for key in ("data_dir", "model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
+        seed.pop(key)
+    seed.update(use_pretrained=False)  # the seed's MobileNetV3 has no offline ImageNet weights here
+    return {
+        "healthy": ({}, data),
+        "lr_x50": ({"learning_rate": 2e-3 * 50}, data),
+        "lr_div1000": ({"learning_rate": 2e-3 / 1000}, data),
+        "weight_decay_1": ({"weight_decay": 1.0}, data),
+        "imbalance_1_20": ({}, imbalanced_copy(data, tmp / "imbalanced")),
+        "seed_config": (seed, data),
+    }
+
+
+def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: int) -> dict:
+    cfg = {"model_name": "mobilenetv3_small_100", "image_size": 128, "use_tensorboard": False,
+           **overrides, "data_dir": str(data), "num_epochs": epochs, "early_stopping": False,
+           "intelligent_training": {"enabled": controller, "advisor": "rules"}}
+    run = trainpilot.train(cfg, runs_dir=runs, quiet=True)
+    test = evaluate_split(load_trained(run.dir), data, split="test")
+    adjustments = [json.loads(line) for line in (run.dir / "adjustments.jsonl").read_text().splitlines()] \
+        if (run.dir / "adjustments.jsonl").exists() else []
+    latest = {a["adj_id"]: a for a in adjustments}
+    return {"macro_f1": test["macro_f1"], "accuracy": test["accuracy"],
+            "overhead": run.summary["hooks_seconds"] / max(1e-9, run.summary["train_seconds"]),
+            "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
+                        for a in latest.values() if a["changes"]]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "neu-cls")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    results: dict[str, dict] = {}
+    try:
+        cases = pathologies(args.data, tmp)
+        names = [n for n in cases if not args.only or n in args.only.split(",") or n == "healthy"]
+        for name in names:
+            overrides, data = cases[name]
+            off = run_once(data, tmp / "runs", overrides, False, args.epochs)
+            on = run_once(data, tmp / "runs", overrides, True, args.epochs)
+            results[name] = {"off": off, "rules": on}
+            print(json.dumps({name: results[name]}, ensure_ascii=False), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    healthy = results["healthy"]["off"]["macro_f1"]
+    print("\n| start | controller off | rules on | gap closed | overhead | what the controller did |\n|---|---|---|---|---|---|")
+    for name, r in results.items():
+        off, on = r["off"]["macro_f1"], r["rules"]["macro_f1"]
+        gap = "" if name == "healthy" or healthy - off <= 1e-9 else f"{(on - off) / (healthy - off):.0%}"
+        print(f"| {name} | {off:.4f} | {on:.4f} | {gap} | {r['rules']['overhead']:.2%} | "
+              f"{'; '.join(r['rules']['changes']) or 'nothing'} |")
+
+
+if __name__ == "__main__":
+    main()
