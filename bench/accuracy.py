@@ -4,7 +4,7 @@
 
 Runs, one after another: mobilenetv3_small_100 from scratch (one run per seed) and
 tf_efficientnet_lite0 from the packaged ImageNet weights. Only model_name / use_pretrained /
-seed differ from the defaults. Prints the test top-1 and macro-F1 of each run's best checkpoint.
+seed differ from the defaults (and num_epochs=10 for the pretrained model, which converges fast). Prints the test top-1 and macro-F1 of each run's best checkpoint.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def main() -> None:
             results.append(one(args.data, Path(runs), model_name="mobilenetv3_small_100", seed=seed))
             print(json.dumps(results[-1]), flush=True)
         if not args.skip_pretrained:
-            results.append(one(args.data, Path(runs), model_name="tf_efficientnet_lite0", use_pretrained=True, seed=0))
+            results.append(one(args.data, Path(runs), model_name="tf_efficientnet_lite0", use_pretrained=True, seed=0,
+                               num_epochs=10))
             print(json.dumps(results[-1]), flush=True)
     print("\n| model | weights | seed | epochs | minutes | test top-1 | test macro-F1 |\n|---|---|---|---|---|---|---|")
     for r in results:

@@ -173,3 +173,26 @@ def test_seed_scenario_report_fixes_every_quirk(tiny_data, tmp_path):
     ids = [r["adj_id"] for r in read_jsonl(run.dir / "adjustments.jsonl")]
     assert len(set(ids)) == len({(r["adj_id"], r["epoch"]) for r in read_jsonl(run.dir / "adjustments.jsonl")})
     assert "## 📊 训练指标" in text and "| 1 |" in text  # the history table, not one raw record
+
+
+def test_rules_rescue_a_learning_rate_100x_too_high(tiny_cfg, tmp_path):
+    """lr 100x the default: the rule advisor reads the stalled loss with the lr prior, cuts the lr by the
+    trust region's x0.1 per intervention, and the reports show each change with its outcome."""
+    import trainpilot
+
+    it = {**IT, "enabled": True}
+    run = trainpilot.train({**tiny_cfg, "num_epochs": 5, "learning_rate": 0.2, "model_ema": False,
+                            "intelligent_training": it}, runs_dir=tmp_path, quiet=True)
+    latest = {}
+    for r in read_jsonl(run.dir / "adjustments.jsonl"):
+        latest[r["adj_id"]] = r
+    lr_changes = [(c["old"], c["new"]) for r in latest.values() for c in r["changes"] if c["key"] == "learning_rate"]
+    assert lr_changes and lr_changes[0] == (0.2, 0.02)  # x0.1 at once: 0.2 is far above Adam's usual range
+    assert all(new < old for old, new in lr_changes)
+    assert run.config.learning_rate <= 0.02
+    judged = [r for r in latest.values() if r["outcome"]]
+    assert judged and all(r["status"] in ("kept", "reverted") for r in judged)
+    first = min(latest.values(), key=lambda r: r["epoch"])
+    (md,) = (run.dir / "reports").glob(f"*{first['adj_id']}.md")
+    text = md.read_text(encoding="utf-8")
+    assert "### learning_rate" in text and "0.2" in text and "0.02" in text and "## 📈 Outcome" in text

@@ -144,3 +144,31 @@ def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
     from trainpilot.inference import load_trained
 
     assert load_trained(run).class_names == val[-1]["class_names"]
+
+
+def test_cli_evaluate_predict_export_report_analyze(tiny_run, tiny_data, tmp_path):
+    run = tiny_run.dir
+    ev = cli("evaluate", run, "--split", "test")
+    assert ev.returncode == 0, ev.stderr
+    assert (run / "reports" / "confusion_matrix_test.png").exists() and "macro-F1" in ev.stdout
+    result = json.loads((run / "reports" / "evaluation_test.json").read_text())
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["num_images"] == sum(1 for _ in (tiny_data / "test").rglob("*.png"))
+
+    pred = cli("predict", run, tiny_data / "test", "--top-k", "2", "--csv", tmp_path / "p.csv",
+               "--sort-into", tmp_path / "sorted", "--threshold", "0.5")
+    assert pred.returncode == 0, pred.stderr
+    rows = (tmp_path / "p.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 1 + result["num_images"]
+    assert sum(1 for _ in (tmp_path / "sorted").rglob("*.png")) == result["num_images"]
+
+    exp = cli("export", run, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert exp.returncode == 0, exp.stderr
+    assert (tmp_path / "m.onnx").exists() and "verified with onnxruntime" in exp.stderr
+
+    analyze = cli("analyze", run)
+    assert analyze.returncode == 0, analyze.stderr
+    assert "diagnosis:" in analyze.stderr and list((run / "reports").glob("parameter_tuning_report_*.md"))
+    report = cli("report", run, "--lang", "zh")
+    assert report.returncode == 0, report.stderr
+    html = (run / "reports" / "summary.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html

@@ -75,7 +75,7 @@ class TrainConfig(_Strict):
     # --- the seed application's keys -------------------------------------------------------
     data_dir: str = _f("", "Dataset folder: train/ and val/ (optional test/) class folders, or flat class folders.")
     model_name: str = _f("mobilenetv3_small_100", "A timm model name, or a seed alias such as MobileNetV3 or ResNet50.")
-    num_epochs: int = _f(20, "Training epochs.", ge=1, le=10000, tunable="extend")
+    num_epochs: int = _f(40, "Training epochs (early stopping usually ends sooner).", ge=1, le=10000, tunable="extend")
     batch_size: int = _f(32, "Images per optimizer micro-batch.", ge=1, le=4096, tunable="restart")
     learning_rate: float = _f(2e-3, "Peak learning rate (after warmup).", gt=0.0, le=10.0, tunable="live")
     model_save_dir: str = _f("", "Extra folder that receives <model_filename>_best.pt and _last.pt; empty keeps them in the run only.")

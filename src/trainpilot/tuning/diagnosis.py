@@ -22,6 +22,10 @@ PLATEAU_REL = 0.01       # relative improvement of the monitored metric over the
 FLAT_REL = 0.01          # |relative loss change| per epoch below which the loss "barely moves"
 COLLAPSE_RECALL = 0.2    # a class below this recall (while the mean is higher) has collapsed
 HUGE_GRAD_NORM = 100.0
+# Peak learning rates that train from scratch or fine-tune reliably, per optimizer family. A curve that
+# barely moves is read with this prior: a dead network at lr 0.2 (Adam) also "barely moves".
+LR_TYPICAL = {"SGD": (1e-4, 1.0)}
+LR_TYPICAL_DEFAULT = (1e-5, 1e-2)
 
 _T = {
     "nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
@@ -40,6 +44,10 @@ _T = {
     "lr_high": ("train_loss is rising or oscillating ({pct:+.1f}% per epoch, {sc} direction changes, max grad norm "
                 "{gmax:.3g}): lr {lr:g} looks too high", "train_loss 在上升或振荡（每轮 {pct:+.1f}%，方向变化 {sc} 次，"
                 "最大梯度范数 {gmax:.3g}）：学习率 {lr:g} 可能过高"),
+    "lr_prior_high": ("lr {lr:g} is above the usual range for {opt} ({lo:g}-{hi:g}), so a flat loss means a stalled, "
+                      "not a slow, network", "学习率 {lr:g} 高于 {opt} 的常用范围（{lo:g}-{hi:g}），损失停滞说明网络已失效而非学得慢"),
+    "lr_prior_low": ("lr {lr:g} is below the usual range for {opt} ({lo:g}-{hi:g})",
+                     "学习率 {lr:g} 低于 {opt} 的常用范围（{lo:g}-{hi:g}）"),
     "val_rising": ("val_loss rose {k} epochs in a row ({a:.4g} -> {b:.4g}) while train_loss fell {pct:.0f}%",
                    "val_loss 连续 {k} 轮上升（{a:.4g} -> {b:.4g}），而 train_loss 下降了 {pct:.0f}%"),
     "acc_gap": ("train/val accuracy gap is {gap:.3f} (train {ta:.3f}, val {va:.3f}); val_loss is {pct:.0f}% above "
@@ -245,11 +253,19 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
         verdict = "too_low"
     else:
         verdict = "ok"
+    lo, hi = LR_TYPICAL.get(cfg.optimizer, LR_TYPICAL_DEFAULT)
+    prior = None
+    if verdict in ("too_low", "unknown") and cfg.learning_rate > hi:
+        verdict, prior = "too_high", _say(lang, "lr_prior_high", lr=cfg.learning_rate, opt=cfg.optimizer, lo=lo, hi=hi)
+    elif verdict in ("ok", "unknown") and cfg.learning_rate < lo and (near or not math.isfinite(t_trend) or abs(t_trend) < 0.05):
+        verdict, prior = "too_low", _say(lang, "lr_prior_low", lr=cfg.learning_rate, opt=cfg.optimizer, lo=lo, hi=hi)
     f["lr_verdict"] = verdict
     lr_ev = {"too_low": _say(lang, "lr_low", pct=100 * abs(t_trend) if math.isfinite(t_trend) else 0.0,
                              w=len(recent), a=recent[0], b=recent[-1], lr=last["lr"]),
              "too_high": _say(lang, "lr_high", pct=100 * t_trend if math.isfinite(t_trend) else 0.0, sc=sc_t,
                               gmax=f["grad_norm_max"], lr=last["lr"])}.get(verdict)
+    if prior:
+        lr_ev = f"{lr_ev}; {prior}" if lr_ev else prior
 
     # underfitting
     f["near_chance"] = near

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from trainpilot.tuning.actions import MAX_CHANGES, Proposal, ProposedChange, change_direction, tunable_spec
-from trainpilot.tuning.diagnosis import FLAT_REL, diagnose
+from trainpilot.tuning.diagnosis import FLAT_REL, LR_TYPICAL, LR_TYPICAL_DEFAULT, diagnose
 
 from .base import Advisor, AdvisorContext
 
@@ -103,7 +103,9 @@ class RuleAdvisor(Advisor):
             return [([("learning_rate", self._lr(ctx, 0.3))], "lr_plateau", {"f": 0.3})]
         if state == "underfitting":
             if feats.get("lr_verdict") == "too_high":
-                sharp = feats.get("train_loss_trend", 0) > 0.1 or feats.get("grad_norm_max", 0) > 100
+                typical_high = LR_TYPICAL.get(cfg.optimizer, LR_TYPICAL_DEFAULT)[1]
+                sharp = (feats.get("train_loss_trend", 0) > 0.1 or feats.get("grad_norm_max", 0) > 100
+                         or cfg.learning_rate > typical_high)
                 f = 0.1 if sharp else 0.3
                 return [([("learning_rate", self._lr(ctx, f))], "lr_down_high", {"f": f}), clip]
             trend = feats.get("train_loss_trend", math.nan)
