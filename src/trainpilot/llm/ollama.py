@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from .base import LLMClient, LLMError, LLMReply
-from .retry import call_with_retries, hint_for_status, kind_for_status, parse_retry_after
+from .retry import call_with_retries, hint_for_status, kind_for_status, parse_retry_after, read_capped
 from .settings import LLMSettings
 
 try:  # openai>=3 ships httpx2; older environments have httpx.
@@ -105,16 +105,7 @@ class OllamaClient(LLMClient):
         limit = self._settings.max_reply_bytes
         try:
             with self._http.stream("POST", f"{self._root}/api/chat", json=payload) as response:
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise self._error(
-                        "too_large", f"reply of {declared} bytes exceeds max_reply_bytes={limit}"
-                    )
-                raw = bytearray()
-                for chunk in response.iter_bytes():
-                    raw.extend(chunk)
-                    if len(raw) > limit:
-                        raise self._error("too_large", f"reply exceeds max_reply_bytes={limit}")
+                raw = read_capped(response, limit, self._error)
                 status, headers = response.status_code, response.headers
         except httpx.TimeoutException:
             raise self._error("timeout", f"no reply within timeout={self._settings.timeout:g}s") from None

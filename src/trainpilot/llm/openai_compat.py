@@ -11,7 +11,7 @@ from typing import Any
 import openai
 
 from .base import LLMClient, LLMError, LLMReply
-from .retry import call_with_retries, hint_for_status, kind_for_status, parse_retry_after
+from .retry import call_with_retries, hint_for_status, kind_for_status, parse_retry_after, read_capped
 from .settings import LLMSettings
 
 try:  # openai>=3 is built on httpx2; older releases on httpx.
@@ -121,16 +121,7 @@ class OpenAICompatClient(LLMClient):
             with self._client.chat.completions.with_streaming_response.create(
                 **self._request_args(messages, mode, schema)
             ) as response:
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise self._error(
-                        "too_large", f"reply of {declared} bytes exceeds max_reply_bytes={limit}"
-                    )
-                raw = bytearray()
-                for chunk in response.iter_bytes():
-                    raw.extend(chunk)
-                    if len(raw) > limit:
-                        raise self._error("too_large", f"reply exceeds max_reply_bytes={limit}")
+                raw = read_capped(response, limit, self._error)
         except openai.APITimeoutError:
             raise self._error("timeout", f"no reply within timeout={self._settings.timeout:g}s") from None
         except openai.APIConnectionError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .base import LLMError
 
@@ -87,3 +87,17 @@ def call_with_retries(
                 raise
             sleep(backoff_delay(attempt, err.retry_after, base=base, cap=cap))
             attempt += 1
+
+
+def read_capped(response: Any, limit: int, error: Callable[..., Exception]) -> bytes:
+    """The body of a streamed HTTP response, refusing (``error("too_large", ...)``) past ``limit`` bytes,
+    whether the size is declared up front or only found while reading."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise error("too_large", f"reply of {declared} bytes exceeds max_reply_bytes={limit}")
+    raw = bytearray()
+    for chunk in response.iter_bytes():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise error("too_large", f"reply exceeds max_reply_bytes={limit}")
+    return bytes(raw)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainpilot.config import TrainConfig
+from trainpilot.reports.data import epoch_rows as merged_rows
 
 STATES = ("healthy", "underfitting", "overfitting", "diverging", "plateau", "unstable", "imbalance")
 MIN_SEVERITY = 0.3       # weaker findings stay in the features only
@@ -116,24 +117,12 @@ def num(x: Any) -> float:
 
 
 def epoch_rows(history: list[dict]) -> list[dict]:
-    """One row per epoch (sorted) with the train and val records merged."""
-    rows: dict[int, dict] = {}
-    for rec in history or []:
-        if not isinstance(rec, dict):
-            continue
-        try:
-            epoch = int(rec.get("epoch"))
-        except (TypeError, ValueError):
-            continue
-        rows.setdefault(epoch, {"epoch": epoch, "t": {}, "v": {}})["t" if rec.get("phase") == "train" else "v"] = rec
+    """One row per epoch (sorted): the reports' merged rows as numbers, plus what diagnosis needs."""
     out = []
-    for e in sorted(rows):
-        t, v = rows[e]["t"], rows[e]["v"]
-        pick = lambda *vals: next((num(x) for x in vals if x is not None), math.nan)  # noqa: E731
-        out.append({"epoch": e, "train_loss": pick(t.get("loss"), v.get("train_loss")),
-                    "train_acc": pick(t.get("accuracy"), v.get("train_accuracy")),
-                    "val_loss": pick(v.get("loss"), v.get("val_loss")), "val_acc": pick(v.get("accuracy"), v.get("val_accuracy")),
-                    "val_f1": pick(v.get("macro_f1"), v.get("val_macro_f1")), "lr": pick(t.get("lr"), v.get("lr")),
+    for row in merged_rows(history):
+        t, v = row["train"] or {}, row["val"] or {}
+        out.append({"epoch": row["epoch"], **{k: num(row[k]) for k in
+                                              ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr")},
                     "gn_mean": num(t.get("grad_norm_mean")), "gn_max": num(t.get("grad_norm_max")),
                     "nonfinite": num(t.get("nonfinite_steps")), "steps": num(t.get("steps")),
                     "ema_acc": num(v.get("ema_accuracy")), "per_class": v.get("per_class") or {},
