@@ -13,7 +13,6 @@ find_links=()
 [ -d ../shared/wheels ] && find_links=(--find-links ../shared/wheels)
 stamp=".venv/.trainpilot-installed-${extras:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade "pip>=24" >/dev/null
   spec="."
   [ -n "$extras" ] && spec=".[${extras}]"
   .venv/bin/python -m pip install --quiet "${find_links[@]}" -c constraints.txt -e "$spec"

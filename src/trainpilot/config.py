@@ -95,7 +95,9 @@ class TrainConfig(_Strict):
     lr_scheduler: Literal[SCHEDULERS] = _f("CosineAnnealingLR", "Learning-rate schedule after warmup.", tunable="restart")
     use_augmentation: bool = _f(True, "Random resized crop, flips and brightness/contrast jitter on training images.", tunable="live")
     early_stopping: bool = _f(True, "Stop when the monitored validation metric stops improving.", tunable="live")
-    early_stopping_patience: int = _f(10, "Epochs without improvement before stopping.", ge=1, le=1000, tunable="live")
+    early_stopping_patience: int = _f(
+        10, "Epochs in which neither the monitored metric nor val_loss improved before stopping.",
+        ge=1, le=1000, tunable="live")
     gradient_clipping: bool = _f(False, "Clip the global gradient norm.", tunable="live")
     gradient_clipping_value: float = _f(1.0, "Max global gradient norm.", gt=0.0, le=1e4, tunable="live")
     mixed_precision: bool = _f(True, "fp16 autocast on CUDA; on CPU bf16 only where measured faster.")

@@ -189,11 +189,10 @@ class Trainer:
         cfg = self.cfg
         if scaler:
             scaler.unscale_(self.optimizer)
-        grads = [p.grad for p in self.params if p.grad is not None]
         if cfg.gradient_clipping:
             norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.gradient_clipping_value, foreach=True)
-        else:
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        else:  # the norm is still wanted: the per-epoch gradient statistics feed the diagnosis
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None], foreach=True)
         if scaler:
             scaler.step(self.optimizer)
             scaler.update(self.precision.static_scale)
@@ -279,10 +278,14 @@ class Trainer:
         value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
         improved = value > self.best["value"]
         if improved:
-            self.best = {"value": value, "epoch": epoch, "source": source}
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
+            self.best = {**self.best, "value": value, "epoch": epoch, "source": source}
+        # Patience counts epochs in which neither the monitored metric nor val_loss improved: on a small
+        # val set accuracy saturates and ties for many epochs while the model is still getting better.
+        loss = val_out["loss"] if math.isfinite(val_out["loss"]) else math.inf
+        loss_improved = loss < self.best.get("val_loss", math.inf)
+        if loss_improved:
+            self.best["val_loss"] = loss
+        self.bad_epochs = 0 if (improved or loss_improved) else self.bad_epochs + 1
         return improved
 
     def _run_hooks(self, epoch: int) -> None:
