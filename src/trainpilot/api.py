@@ -47,7 +47,7 @@ class Run:
 
 def _as_config(config: TrainConfig | dict | str | Path | None, overrides: list[str] | None) -> TrainConfig:
     if isinstance(config, TrainConfig):
-        return build_config({**config.to_dict()}) if not overrides else load_config(None, overrides, **config.to_dict())
+        return load_config(None, overrides, **config.to_dict())
     if isinstance(config, dict):
         return load_config(None, overrides, **config)
     return load_config(config, overrides)
@@ -98,7 +98,7 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         if cfg.use_class_weights:
             cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes)
         runs_dir = Path(runs_dir)
-        session_id = dist.broadcast(new_session_id(resolve_display_name(cfg), runs_dir) if dist.is_main else None)
+        session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir) if dist.is_main else None)
         run = RunDir(runs_dir / session_id)
     for key in ("model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
         _, notice = output_dir(cfg, key)
@@ -107,7 +107,7 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
 
     trainer = Trainer(cfg, data, model, model_info, device, precision, dist, run.session_id)
     trainer.run = run
-    trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run, dist.is_main)
+    trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run)
     if ckpt is not None:
         restore_trainer(trainer, ckpt)
         if dist.is_main:
@@ -167,11 +167,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
     return Run(run.root, summary, trainer.cfg, notices)
 
 
-def resolve_display_name(cfg: TrainConfig) -> str:
-    return cfg.model_name.replace("/", "_")
-
-
-def _controller_hooks(cfg: TrainConfig, run: RunDir, is_main: bool) -> list:
+def _controller_hooks(cfg: TrainConfig, run: RunDir) -> list:
     if not cfg.intelligent_training.enabled:
         return []
     from trainpilot.tuning.controller import TuningController

@@ -11,6 +11,7 @@ calls run on rank 0 and are replayed on the other ranks, so every process stays 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import random
@@ -158,7 +159,7 @@ class Trainer:
             if self.mixup is not None and x.shape[0] % 2 == 0:
                 x, target = self.mixup(x, y)
             last_micro = (i + 1) % accum == 0 or i + 1 == n_batches
-            sync = self.ddp.no_sync() if (self.ddp is not None and not last_micro) else _null()
+            sync = self.ddp.no_sync() if (self.ddp is not None and not last_micro) else contextlib.nullcontext()
             with sync, self.precision.autocast(dev):
                 logits = self.forward_model(x)
                 loss = self.loss_fn(logits, target)
@@ -350,10 +351,3 @@ class Trainer:
                 "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
                 "skipped_files": len(self.data.skipped)}
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
