@@ -196,3 +196,29 @@ def test_rules_rescue_a_learning_rate_100x_too_high(tiny_cfg, tmp_path):
     (md,) = (run.dir / "reports").glob(f"*{first['adj_id']}.md")
     text = md.read_text(encoding="utf-8")
     assert "### learning_rate" in text and "0.2" in text and "0.02" in text and "## 📈 Outcome" in text
+
+
+def test_a_slow_advisor_never_blocks_training_and_late_proposals_are_dropped_as_stale(tiny_cfg, tmp_path):
+    import threading
+
+    import trainpilot
+
+    release = threading.Event()
+
+    class Slow(Scripted):
+        def advise(self, context):
+            release.wait(timeout=60)  # answers only after training has moved on
+            return super().advise(context)
+
+    class Releaser(TuningController):
+        def on_epoch_end(self, tr, epoch):
+            if epoch == 4:
+                release.set()
+                self._inflight[0].result(timeout=60)  # make the arrival deterministic for the test
+            super().on_epoch_end(tr, epoch)
+
+    ctl = Releaser(_it(stale_after_epochs=1), advisor=Slow([{"key": "weight_decay", "value": 0.2}]), asynchronous=True)
+    run = trainpilot.train({**tiny_cfg, "num_epochs": 4}, hooks=[ctl], runs_dir=tmp_path, quiet=True)
+    (rec,) = [r for r in read_jsonl(run.dir / "adjustments.jsonl") if r["requested_at_epoch"] == 1]
+    assert rec["epoch"] == 4 and rec["status"] == "stale"
+    assert any("stale_after_epochs" in n for n in rec["notes"]) and run.config.weight_decay != 0.2

@@ -50,14 +50,15 @@ class TuningController:
     Args:
         it_cfg: the ``intelligent_training`` section of the config.
         run: the run directory (reports, adjustments.jsonl, pre-adjustment snapshots).
-        advisor: who proposes; default from ``it_cfg.advisor``. LLM-backed advisors run on a worker
-            thread, so training never waits for them.
+        advisor: who proposes; default from ``it_cfg.advisor``.
+        asynchronous: ask the advisor on a worker thread so training never waits (default: for LLM advisors).
     """
 
-    def __init__(self, it_cfg: IntelligentTrainingConfig, run: RunDir | None = None, advisor: Advisor | None = None):
+    def __init__(self, it_cfg: IntelligentTrainingConfig, run: RunDir | None = None, advisor: Advisor | None = None,
+                 asynchronous: bool | None = None):
         self.it, self.run = it_cfg, run
         self.advisor = advisor or create_advisor(it_cfg, cache_dir=run.root / "llm_cache" if run else None)
-        self.asynchronous = it_cfg.advisor != "rules" and advisor is None
+        self.asynchronous = it_cfg.advisor != "rules" if asynchronous is None else asynchronous
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="advisor") if self.asynchronous else None
         self._inflight: tuple[Future, int, str, Any] | None = None
         self.applied = 0
