@@ -54,7 +54,8 @@ class IntelligentTrainingConfig(_Strict):
     report_language: Literal["zh", "en"] = _f("en", "Language of the adjustment reports. [new]")
     analysis_interval: int = _f(2, "Analyse every N epochs. [new]", ge=1, le=1000)
     min_epochs_before_analysis: int = _f(2, "First epoch at which a scheduled analysis may run. [new]", ge=1, le=1000)
-    cooldown_epochs: int = _f(2, "Epochs to wait after an applied change before the next analysis. [new]", ge=0, le=1000)
+    cooldown_epochs: int = _f(
+        1, "Epochs to wait, after a change was judged, before the next analysis. [new]", ge=0, le=1000)
     max_interventions: int = _f(5, "Applied changes allowed per run. [new]", ge=0, le=1000)
     evaluation_window: int = _f(2, "Epochs after a change before it is kept or rolled back. [new]", ge=1, le=100)
     divergence_threshold: float = _f(

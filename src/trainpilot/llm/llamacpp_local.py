@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,18 @@ DEFAULT_N_CTX = 4096
 # Loading a model takes seconds and hundreds of MB, so each file is loaded once per process.
 _MODELS: dict[tuple[str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free loaded models while the interpreter is intact (llama.cpp's own __del__ fails at shutdown)."""
+    with _MODELS_LOCK:
+        for model in _MODELS.values():
+            try:
+                model.close()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        _MODELS.clear()
 # One generation at a time per model: a llama_cpp.Llama is not safe to share across threads.
 _CALL_LOCKS: dict[tuple[str, int], threading.Lock] = {}
 

@@ -26,7 +26,7 @@ HUGE_GRAD_NORM = 100.0
 # Peak learning rates that train from scratch or fine-tune reliably, per optimizer family. A curve that
 # barely moves is read with this prior: a dead network at lr 0.2 (Adam) also "barely moves".
 LR_TYPICAL = {"SGD": (1e-4, 1.0)}
-LR_TYPICAL_DEFAULT = (1e-5, 1e-2)
+LR_TYPICAL_DEFAULT = (1e-5, 5e-3)
 
 _T = {
     "nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
