@@ -222,3 +222,29 @@ def test_a_slow_advisor_never_blocks_training_and_late_proposals_are_dropped_as_
     (rec,) = [r for r in read_jsonl(run.dir / "adjustments.jsonl") if r["requested_at_epoch"] == 1]
     assert rec["epoch"] == 4 and rec["status"] == "stale"
     assert any("stale_after_epochs" in n for n in rec["notes"]) and run.config.weight_decay != 0.2
+
+
+def test_policy_keys_decide_when_to_analyse():
+    """analysis_interval, min_epochs_before_analysis, cooldown_epochs and max_interventions."""
+    ctl = TuningController(_it(min_epochs_before_analysis=3, analysis_interval=2, max_interventions=1),
+                           advisor=Scripted())
+    assert [e for e in range(1, 10) if ctl._scheduled(e)] == [3, 5, 7, 9]
+    ctl.cooldown_until = 6
+    assert [e for e in range(1, 10) if ctl._scheduled(e)] == [7, 9]
+    ctl.applied = 1  # max_interventions reached
+    assert not any(ctl._scheduled(e) for e in range(1, 10))
+
+
+def test_emergency_threshold_and_noise_margin_keys(tiny_cfg, tmp_path):
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    rec = lambda e, loss, steps=0: {"phase": "train", "epoch": e, "loss": loss, "nonfinite_steps": steps}  # noqa: E731
+    t.history = [rec(1, 1.0), rec(2, 1.8)]
+    assert not TuningController(_it(divergence_threshold=2.0), advisor=Scripted())._emergency(t)
+    assert TuningController(_it(divergence_threshold=1.5), advisor=Scripted())._emergency(t)
+    t.history = [rec(1, 1.0), rec(2, 0.9, steps=3)]
+    assert TuningController(_it(divergence_threshold=100.0), advisor=Scripted())._emergency(t)
+    t.run.create()
+    ctl = TuningController(_it(min_noise_margin=0.3), run=t.run, advisor=Scripted())
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.5}]
+    ctl._apply(t, 1, {"adj_id": "adj_test", "status": "recorded"}, {"weight_decay": 0.1})
+    assert ctl.pending["margin"] == 0.3 and ctl.pending["eval_epoch"] == 1 + ctl.it.evaluation_window
