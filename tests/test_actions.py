@@ -90,6 +90,9 @@ def test_learning_rate_trust_region_states_the_allowed_range():
     reason = only_rejection(run(("learning_rate", 1e-2)))
     assert "x100 change" in reason and "at most x10" in reason and "[1e-05, 0.001]" in reason
     assert run(("learning_rate", 1e-3)).changes[0]["new"] == 1e-3  # exactly x10 is allowed
+    narrow = IntelligentTrainingConfig(lr_max_factor=3.0)
+    assert "at most x3" in only_rejection(run(("learning_rate", 5e-4), it=narrow))
+    assert run(("learning_rate", 3e-4), it=narrow).changes[0]["new"] == 3e-4
 
 
 def test_num_epochs_extend_only_and_at_most_double():
