@@ -92,3 +92,12 @@ def test_reference_lists_every_key_with_help():
         assert f"`{key}`" in ref
     for name, field in TrainConfig.model_fields.items():
         assert field.description, f"{name} has no help text"
+
+
+def test_llm_preset_key_variable_survives_a_json_round_trip():
+    """Resolved configs and checkpoints store every field; the preset must still pick its key variable."""
+    cfg = build_config({"intelligent_training": {"llm": {"preset": "deepseek"}}})
+    again = build_config(json.loads(json.dumps(cfg.to_dict())))
+    assert again.intelligent_training.llm.resolved().api_key_env == "DEEPSEEK_API_KEY"
+    own = build_config({"intelligent_training": {"llm": {"preset": "deepseek", "api_key_env": "MY_KEY"}}})
+    assert own.intelligent_training.llm.resolved().api_key_env == "MY_KEY"

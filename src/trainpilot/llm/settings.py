@@ -85,7 +85,9 @@ class LLMSettings(BaseModel):
             update["base_url"] = preset.base_url
         if self.model is None and preset.model is not None:
             update["model"] = preset.model
-        # The field has a default, so "unset" means "not in model_fields_set".
-        if "api_key_env" not in self.model_fields_set and preset.api_key_env is not None:
+        # The default name stands for "not chosen": configs round-trip through JSON (resolved config,
+        # checkpoints), which marks every field as set, so model_fields_set cannot be relied on here.
+        default_env = type(self).model_fields["api_key_env"].default
+        if self.api_key_env == default_env and preset.api_key_env is not None:
             update["api_key_env"] = preset.api_key_env
         return self.model_copy(update=update)
