@@ -149,7 +149,8 @@ def test_seed_scenario_report_fixes_every_quirk(tiny_data, tmp_path):
     seed = json.loads((SEED_DIR / "original_config.json").read_text(encoding="utf-8"))
     seed.update(data_dir=str(tiny_data), model_name="mobilenetv3_small_050", image_size=32, num_epochs=3,
                 use_pretrained=False, mixed_precision=False, batch_size=8, model_save_dir="", use_tensorboard=False,
-                default_param_save_dir="", tensorboard_log_dir="", class_weights=None)
+                default_param_save_dir="", tensorboard_log_dir="", class_weights=None,
+                intelligent_training={"enabled": False})  # the scripted controller below is the only one
     reply = json.dumps({"suggestions": [
         {"parameter": "learning_rate", "current_value": 0.0001, "suggested_value": 0.00002, "reason": "lower"},
         {"parameter": "use_class_weights", "suggested_value": True, "reason": "balance"},
