@@ -96,7 +96,7 @@ def test_run_with_a_dead_llm_server_falls_back_and_finishes(tiny_data, tmp_path)
     url = f"http://127.0.0.1:{free_port()}/v1"
     cfg = {**TINY, "data_dir": str(tiny_data), "num_epochs": 2, "intelligent_training": {
         "enabled": True, "advisor": "llm", "min_epochs_before_analysis": 1, "analysis_interval": 1,
-        "divergence_threshold": 100.0, "llm": {"base_url": url, "model": "x", "timeout": 2.0, "max_retries": 1}}}
+        "evaluation_window": 1, "divergence_threshold": 100.0, "llm": {"base_url": url, "model": "x", "timeout": 2.0, "max_retries": 1}}}
     run = trainpilot.train(cfg, runs_dir=tmp_path, quiet=True)
     recs = read_jsonl(run.dir / "adjustments.jsonl")
     assert recs and all("fallback" in r["advisor_detail"] for r in recs if r["advisor_detail"].get("backend"))

@@ -109,7 +109,8 @@ class TuningController:
             self._judge(tr, epoch)
         if self.it.mode == "suggest":
             self._apply_user_decisions(tr, epoch)
-        if self._scheduled(epoch):
+        # a change needs evaluation_window epochs to be judged: none is started that the run cannot finish
+        if self._scheduled(epoch) and epoch + self.it.evaluation_window <= tr.cfg.num_epochs:
             self._analyze(tr, epoch, "scheduled")
 
     def _scheduled(self, epoch: int) -> bool:
