@@ -173,6 +173,14 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
         lines.append(f"tensorboard     tensorboard --logdir {summary['tensorboard']}")
     if summary.get("copied"):
         lines.append("copied to       " + ", ".join(summary["copied"]))
+    adjustments = Path(str(summary.get("run_dir"))) / "adjustments.jsonl"
+    if adjustments.exists():
+        from trainpilot.engine.rundir import read_jsonl
+
+        latest = {r["adj_id"]: r for r in read_jsonl(adjustments)}
+        changed = sum(1 for r in latest.values() if r.get("changes"))
+        lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in "
+                     f"{adjustments.parent / 'reports'} (trainpilot report RUN adds summary.html)")
     lines.append(f"stopped         {summary.get('stop_reason')}")
     if summary.get("skipped_files"):
         lines.append(f"skipped files   {summary['skipped_files']} (listed in run.json)")
