@@ -175,10 +175,10 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
         lines.append("copied to       " + ", ".join(summary["copied"]))
     adjustments = Path(str(summary.get("run_dir"))) / "adjustments.jsonl"
     if adjustments.exists():
-        from trainpilot.engine.rundir import read_jsonl
+        from trainpilot.reports.data import load_adjustments
 
-        latest = {r["adj_id"]: r for r in read_jsonl(adjustments)}
-        changed = sum(1 for r in latest.values() if r.get("changes"))
+        latest = load_adjustments(adjustments)
+        changed = sum(1 for r in latest if r.get("changes"))
         lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in "
                      f"{adjustments.parent / 'reports'} (trainpilot report RUN adds summary.html)")
     lines.append(f"stopped         {summary.get('stop_reason')}")

@@ -8,52 +8,12 @@ runs/<session_id>/
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def clean_json(obj):
-    """Floats rounded to 12 significant digits (no 9.999999999999999e-05), NaN/inf as strings."""
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            return str(obj)
-        return float(f"{obj:.12g}")
-    if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean_json(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(clean_json(obj), ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one record and flush it to disk, so a crash loses at most the line being written."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(clean_json(record), ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """All complete records; a torn last line (killed mid-write) is ignored."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+from trainpilot.jsonio import append_jsonl, read_jsonl, write_json_atomic  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from trainpilot.engine.rundir import append_jsonl, clean_json
+from trainpilot.jsonio import append_jsonl, sanitize_for_json
 
 
 class JsonlSink:
@@ -68,7 +68,7 @@ class JsonLogSink:
 
     def emit(self, record: dict) -> None:
         slim = {k: v for k, v in record.items() if k not in ("confusion_matrix", "per_class")}
-        sys.stdout.write(json.dumps({"event": "epoch", **clean_json(slim)}, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps({"event": "epoch", **sanitize_for_json(slim)}, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 
     def close(self) -> None:

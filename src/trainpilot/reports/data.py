@@ -1,35 +1,10 @@
 """Reading the run files the reports render: ``metrics.jsonl`` and ``adjustments.jsonl``."""
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-
-def read_jsonl(path: Path) -> list[dict]:
-    """All JSON objects in ``path``, one per line; a missing file gives ``[]``.
-
-    Blank and unreadable lines (e.g. a half-written last line) are skipped.
-    Python's parser accepts the ``NaN``/``Infinity`` literals a writer may emit.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out: list[dict] = []
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-    return out
+from trainpilot.jsonio import atomic_write_text, read_jsonl  # noqa: F401  (used by the report modules)
 
 
 def _first(*values: Any) -> Any:
@@ -113,22 +88,3 @@ def merge_adjustments(records: Iterable[dict]) -> list[dict]:
 def load_adjustments(path: Path) -> list[dict]:
     """Adjustment records of ``adjustments.jsonl`` with superseded lines dropped."""
     return merge_adjustments(read_jsonl(path))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``,
-    so readers never see a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

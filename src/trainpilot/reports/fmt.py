@@ -11,30 +11,7 @@ import math
 import numbers
 from typing import Any
 
-_SIG_DIGITS = 12
-
-
-def clean_number(x: Any) -> Any:
-    """Return ``x`` with float noise removed; non-floats come back unchanged.
-
-    Integers (and bools) stay as they are; a float is rounded to 12 significant
-    digits so that its ``repr`` is the shortest exact form
-    (``9.999999999999999e-05`` -> ``0.0001``, ``1.9999999999999998e-05`` ->
-    ``2e-05``). NaN and infinities are returned unchanged.
-    """
-    if isinstance(x, bool):
-        return x
-    if isinstance(x, numbers.Integral):
-        return int(x)
-    if isinstance(x, numbers.Real):
-        dtype = getattr(x, "dtype", None)
-        # numpy float16/32: their own shortest form (float32(0.1) -> 0.1, not 0.100000001490)
-        f = float(str(x)) if dtype is not None and getattr(dtype, "itemsize", 8) < 8 else float(x)
-        if not math.isfinite(f) or f == 0.0:
-            return f
-        return float(f"{f:.{_SIG_DIGITS}g}")
-    return x
-
+from trainpilot.jsonio import clean_number, sanitize_for_json  # noqa: F401  (part of this module's API)
 
 def format_number(x: Any) -> str:
     """Text form of a number: ``repr`` of :func:`clean_number` (nan/inf as such)."""
@@ -118,33 +95,6 @@ def change_type(old: Any, new: Any, lang: str = "zh") -> str:
     修改 otherwise (en: enabled/disabled, increased/decreased, changed)."""
     words = _CHANGE_WORDS.get(lang, _CHANGE_WORDS["en"])
     return words[change_kind(old, new)]
-
-
-def sanitize_for_json(obj: Any) -> Any:
-    """Recursively clean floats and make ``obj`` valid strict JSON.
-
-    NaN / inf become the strings ``"nan"`` / ``"inf"`` / ``"-inf"``; tuples and
-    sets become lists; mapping keys become strings; numpy scalars and arrays
-    become plain Python values; anything else unknown becomes ``str(obj)``.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        f = clean_number(obj)
-        if math.isnan(f):
-            return "nan"
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
-        return f
-    if isinstance(obj, dict):
-        return {str(k): sanitize_for_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [sanitize_for_json(v) for v in obj]
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return sanitize_for_json(obj.tolist())
-    return str(obj)
 
 
 def dumps_clean(obj: Any, indent: int | None = 2) -> str:

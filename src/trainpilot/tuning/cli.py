@@ -12,16 +12,14 @@ import typer
 from rich.console import Console
 
 from trainpilot.config import build_config
-from trainpilot.engine.rundir import append_jsonl, clean_json, read_jsonl, resolve_run_dir
+from trainpilot.engine.rundir import append_jsonl, read_jsonl, resolve_run_dir
+from trainpilot.reports.data import load_adjustments
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _latest_records(run_dir: Path) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for r in read_jsonl(run_dir / "adjustments.jsonl"):
-        out[r["adj_id"]] = r
-    return out
+    return {r["adj_id"]: r for r in load_adjustments(run_dir / "adjustments.jsonl")}
 
 
 def _run_config(run_dir: Path):
@@ -44,7 +42,7 @@ def report(run: Path = typer.Argument(..., help="A run directory."),
     language = lang or cfg.intelligent_training.report_language
     history = read_jsonl(rd.metrics)
     records = _latest_records(rd.root)
-    written = [write_adjustment_report(rd.reports, clean_json(r), history, language)[0] for r in records.values()
+    written = [write_adjustment_report(rd.reports, r, history, language)[0] for r in records.values()
                if r.get("changes") or r.get("rejected") or r.get("status") in ("recorded", "stale")]
     html = write_summary_html(rd.root, language)
     console.print(f"rebuilt {len(written)} adjustment report(s) in {rd.reports}\nsummary: {html}", highlight=False)
@@ -84,7 +82,7 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
               "rejected": validated.rejected, "notes": validated.notes, "status": "recorded", "outcome": None,
               "config_before": cfg.to_dict(), "config_after": (validated.new_config or cfg).to_dict()}
     append_jsonl(rd.adjustments, record)
-    md, _ = write_adjustment_report(rd.reports, clean_json(record), history, it.report_language)
+    md, _ = write_adjustment_report(rd.reports, record, history, it.report_language)
     states = ", ".join(s.state for s in diagnosis.states) or "healthy"
     changes = ", ".join(f"{c['key']}: {c['old']} -> {c['new']}" for c in validated.changes) or "none"
     console.print(f"diagnosis: {states}\nproposed changes: {changes}\nreport: {md}", highlight=False)

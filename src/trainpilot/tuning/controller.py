@@ -28,7 +28,8 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
-from trainpilot.engine.rundir import RunDir, append_jsonl, clean_json, read_jsonl
+from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
+from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import Proposal, validate_proposal
@@ -80,15 +81,13 @@ class TuningController:
 
     # -- records -----------------------------------------------------------------------------------
     def records(self) -> dict[str, dict]:
-        out: dict[str, dict] = {}
-        for r in read_jsonl(self.run.adjustments):
-            out[r["adj_id"]] = r
-        return out
+        """The latest version of every adjustment of this run, by id."""
+        return {r["adj_id"]: r for r in load_adjustments(self.run.adjustments)}
 
     def _save(self, record: dict, history: list[dict]) -> None:
         append_jsonl(self.run.adjustments, record)  # a later line with the same adj_id supersedes
         if record["changes"] or record["rejected"] or record["status"] in ("recorded", "stale"):
-            write_adjustment_report(self.run.reports, clean_json(record), history, self.it.report_language)
+            write_adjustment_report(self.run.reports, record, history, self.it.report_language)
 
     # -- the hook --------------------------------------------------------------------------------------
     def on_epoch_end(self, tr: "Trainer", epoch: int) -> None:
