@@ -88,6 +88,26 @@ def test_reverted_remedies_are_skipped_for_the_next_best():
     assert "learning_rate" not in proposed(RuleAdvisor().advise(ctx("plateau", past=past)))
 
 
+def test_a_starved_run_gets_more_lr_more_steps_and_no_early_decay():
+    """The seed's own config: Adam at 1e-4, accumulation over 4 batches (10 steps/epoch), StepLR."""
+    from test_diagnosis import make_history
+
+    seed_like = build_config({"optimizer": "Adam", "learning_rate": 1e-4, "lr_scheduler": "StepLR",
+                              "gradient_accumulation_enabled": True, "gradient_accumulation_steps": 4})
+    history = make_history([1.96, 1.76, 1.6, 1.33], [2.0, 1.89, 1.46, 1.41], [0.28, 0.39, 0.44, 0.54],
+                           [0.2, 0.45, 0.53, 0.59], lr=1e-4)
+    d = diagnose(history, seed_like, COUNTS)
+    assert d.primary == "underfitting" and d.features["lr_verdict"] == "too_low"
+    c = AdvisorContext(cfg=seed_like, it_cfg=IT, history=history, diagnosis=d, class_names=CLASSES,
+                       train_counts=COUNTS, past_interventions=[], language="en")
+    p = RuleAdvisor().advise(c)
+    assert proposed(p) == {"learning_rate": 3e-4, "gradient_accumulation_enabled": False,
+                           "gradient_accumulation_steps": 1, "lr_scheduler": "CosineAnnealingLR"}
+    assert "10 optimizer steps per epoch" in p.analysis and "StepLR" in p.analysis
+    v = validate_proposal(p, seed_like, IT, COUNTS, CLASSES)
+    assert not v.rejected and v.new_config.accumulation_steps == 1
+
+
 def test_rule_analysis_in_chinese():
     p = RuleAdvisor().advise(ctx("overfitting", lang="zh"))
     assert p.analysis.startswith("诊断") and "连续 3 轮上升" in p.analysis and "过拟合" in p.changes[0].reason

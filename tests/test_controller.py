@@ -227,13 +227,28 @@ def test_a_slow_advisor_never_blocks_training_and_late_proposals_are_dropped_as_
 
 def test_policy_keys_decide_when_to_analyse():
     """analysis_interval, min_epochs_before_analysis, cooldown_epochs and max_interventions."""
+    def schedule(ctl, epochs=range(1, 12)):
+        due = []
+        for e in epochs:
+            if ctl._scheduled(e):
+                due.append(e)
+                ctl.analyzed.append(e)
+                ctl.next_due = e + ctl.it.analysis_interval
+        return due
+
     ctl = TuningController(_it(min_epochs_before_analysis=3, analysis_interval=2, max_interventions=1),
                            advisor=Scripted())
-    assert [e for e in range(1, 10) if ctl._scheduled(e)] == [3, 5, 7, 9]
-    ctl.cooldown_until = 6
-    assert [e for e in range(1, 10) if ctl._scheduled(e)] == [7, 9]
+    assert schedule(ctl) == [3, 5, 7, 9, 11]
+    ctl = TuningController(_it(min_epochs_before_analysis=3, analysis_interval=3), advisor=Scripted())
+    assert schedule(ctl) == [3, 6, 9]
+    ctl = TuningController(_it(min_epochs_before_analysis=3, analysis_interval=2), advisor=Scripted())
+    ctl.cooldown_until = 6  # a change applied at epoch 4 with cooldown_epochs=3
+    assert schedule(ctl) == [7, 9, 11]
+    ctl.next_due = 8  # a change judged at epoch 8 is followed by an analysis at once
+    assert schedule(ctl, range(8, 12)) == [8, 10]
     ctl.applied = 1  # max_interventions reached
-    assert not any(ctl._scheduled(e) for e in range(1, 10))
+    ctl.analyzed = []
+    assert not schedule(ctl)
 
 
 def test_emergency_threshold_and_noise_margin_keys(tiny_cfg, tmp_path):
@@ -249,3 +264,40 @@ def test_emergency_threshold_and_noise_margin_keys(tiny_cfg, tmp_path):
     t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.5}]
     ctl._apply(t, 1, {"adj_id": "adj_test", "status": "recorded"}, {"weight_decay": 0.1})
     assert ctl.pending["margin"] == 0.3 and ctl.pending["eval_epoch"] == 1 + ctl.it.evaluation_window
+    assert ctl.cooldown_until == 1 + ctl.it.cooldown_epochs - 1
+
+
+def test_clearly_broken_runs_are_judged_after_fast_evaluation_window(tiny_cfg, tmp_path):
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    t.run.create()
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.2}]
+    broken = {"features": {"near_chance": True}}
+    ctl = TuningController(_it(evaluation_window=3, fast_evaluation_window=1), run=t.run, advisor=Scripted())
+    ctl._apply(t, 1, {"adj_id": "adj_a", "status": "recorded", "diagnosis": broken}, {"weight_decay": 0.1})
+    assert ctl.pending["eval_epoch"] == 2
+    ctl.pending = None
+    ctl._apply(t, 1, {"adj_id": "adj_b", "status": "recorded", "diagnosis": {"features": {}}}, {"weight_decay": 0.2})
+    assert ctl.pending["eval_epoch"] == 4
+
+
+def test_a_collapsed_run_restarts_from_its_initial_weights_with_the_lower_lr(tiny_cfg, tmp_path):
+    t, _ = build_trainer({**tiny_cfg, "intelligent_training": IT}, runs_dir=tmp_path)
+    t.run.create()
+    initial = {k: v.clone() for k, v in t.model.state_dict().items()}
+    with torch.no_grad():
+        for p in t.model.parameters():
+            p.add_(1.0)  # the damage a too-high lr does
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.2}]
+    ctl = TuningController(_it(), run=t.run, advisor=Scripted())
+    collapsed = {"features": {"collapsed": True, "near_chance": True}}
+    rec = {"adj_id": "adj_c", "status": "recorded", "diagnosis": collapsed}
+    ctl._apply(t, 1, rec, {"learning_rate": t.cfg.learning_rate / 10})
+    assert all(torch.equal(v, initial[k]) for k, v in t.model.state_dict().items())
+    assert not t.optimizer.state and "initial weights" in rec["apply_notes"][0]
+    ctl.pending = None
+    with torch.no_grad():
+        for p in t.model.parameters():
+            p.add_(1.0)
+    rec = {"adj_id": "adj_d", "status": "recorded", "diagnosis": collapsed}
+    ctl._apply(t, 1, rec, {"learning_rate": t.cfg.learning_rate * 3})  # raising the lr never resets
+    assert not torch.equal(next(t.model.parameters()), next(iter(initial.values())))

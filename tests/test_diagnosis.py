@@ -125,3 +125,23 @@ def test_zh_evidence_and_history_table():
     en = format_history_table(make_history([1.0] * 50, [1.0] * 50, [0.5] * 50, [0.5] * 50), "en", max_rows=10)
     assert en.splitlines()[0] == "epoch | train_loss | train_acc | val_loss | val_acc | val_f1 | lr"
     assert "epochs omitted" in en and len(en.splitlines()) == 12
+
+
+def test_an_lr_outside_the_usual_range_is_blamed_for_a_poor_run():
+    # the loss falls, but the run does poorly (val far below train): at lr 0.01 with AdamW that is the lr
+    poor = make_history([1.6, 1.3, 1.1, 1.0], [1.7, 1.5, 1.6, 1.4], [0.35, 0.5, 0.6, 0.66],
+                        [0.3, 0.4, 0.35, 0.45], lr=0.01)
+    high = diagnose(poor, build_config({"learning_rate": 0.01}), COUNTS)
+    assert high.features["lr_prior"] == "high" and high.features["lr_verdict"] == "too_high"
+    assert high.state("underfitting") and any("usual range" in e for e in high.state("underfitting").evidence)
+    usual = diagnose(poor, build_config({"learning_rate": 2e-3}), COUNTS)
+    assert usual.features["lr_prior"] is None
+    low = diagnose(SCENARIOS["underfitting_flat"], build_config({"learning_rate": 1e-6}), COUNTS)
+    assert low.features["lr_prior"] == "low"
+
+
+def test_a_run_that_never_rose_above_chance_at_a_high_lr_is_collapsed():
+    d = diagnose(SCENARIOS["underfitting_high_lr"], CFG, COUNTS)
+    assert d.features["collapsed"] and any("nothing worth keeping" in e for e in d.state("underfitting").evidence)
+    assert not diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features["collapsed"]  # too low, not damaged
+    assert not diagnose(SCENARIOS["healthy"], CFG, COUNTS).features["collapsed"]

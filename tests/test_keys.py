@@ -207,6 +207,37 @@ def test_output_locations(tiny_cfg, tmp_path):
     assert (tmp_path / "m2" / "inspect_v1_best.pt").exists() and named.config.model_note == ""
 
 
+@covers("train_cache_scale", "crop_scale_min", "color_jitter")
+def test_train_crop_keys(tiny_cfg, tmp_path):
+    t = _trainer(tiny_cfg, tmp_path, train_cache_scale=1.5)
+    assert t.data.train.images.shape[-1] == 48 and t.data.val.images.shape[-1] == 32  # 32 px x 1.5
+    x_u8, _ = next(iter(t._train_batches(1)))
+    assert t.augment(x_u8).shape[-2:] == (32, 32)  # crops are resized to image_size
+    t.augment.enabled = False  # without augmentation the larger train images are resized, not cropped
+    assert t.augment(x_u8).shape[-2:] == (32, 32)
+    plain = _trainer(tiny_cfg, tmp_path, train_cache_scale=1.0)
+    assert plain.data.train.images.shape[-1] == 32
+
+    def spread(**over):
+        aug = _trainer(tiny_cfg, tmp_path, **over).augment
+        aug.generator.manual_seed(0)
+        grid = aug.crop_flip_grid(256, 8, 8)
+        width = (grid[:, 0, -1, 0] - grid[:, 0, 0, 0]).abs() / 2 * 8 / 7  # crop sides as fractions
+        height = (grid[:, -1, 0, 1] - grid[:, 0, 0, 1]).abs() / 2 * 8 / 7
+        return (width * height).min().item()  # the smallest crop area drawn
+    assert spread(crop_scale_min=0.9) > 0.75 > 0.2 > spread(crop_scale_min=0.1)  # (sides are clipped at 1)
+    x = torch.full((4, 3, 32, 32), 100, dtype=torch.uint8)
+    x[:, :, :16] = 50
+
+    def jittered(value):
+        aug = _trainer(tiny_cfg, tmp_path, color_jitter=value, crop_scale_min=1.0).augment
+        aug.crop_flip_grid = lambda n, h, w: torch.stack(torch.meshgrid(  # noqa: E731 - no crop, no flip
+            (torch.arange(w) * 2 + 1) / w - 1, (torch.arange(h) * 2 + 1) / h - 1, indexing="xy"), -1).expand(n, h, w, 2)
+        return aug(x)
+    assert torch.allclose(jittered(0.0), jittered(0.0)[:1].expand(4, -1, -1, -1))  # no jitter: all the same
+    assert not torch.allclose(jittered(0.5), jittered(0.5)[:1].expand(4, -1, -1, -1))
+
+
 @covers("num_workers", "cache_images", "cache_max_gb", "device", "channels_last", "compile")
 def test_runtime_keys(tiny_cfg, tmp_path):
     streamed = _trainer(tiny_cfg, tmp_path, cache_images="never", num_workers=1)

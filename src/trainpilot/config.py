@@ -56,9 +56,14 @@ class IntelligentTrainingConfig(_Strict):
     analysis_interval: int = _f(2, "Analyse every N epochs. [new]", ge=1, le=1000)
     min_epochs_before_analysis: int = _f(2, "First epoch at which a scheduled analysis may run. [new]", ge=1, le=1000)
     cooldown_epochs: int = _f(
-        1, "Epochs to wait, after a change was judged, before the next analysis. [new]", ge=0, le=1000)
+        1, "Epochs to train with an applied change before the next analysis (which also waits until the change "
+           "is judged). [new]", ge=0, le=1000)
     max_interventions: int = _f(5, "Applied changes allowed per run. [new]", ge=0, le=1000)
     evaluation_window: int = _f(2, "Epochs after a change before it is kept or rolled back. [new]", ge=1, le=100)
+    fast_evaluation_window: int = _f(
+        1, "Epochs before judging a change made to a clearly broken run (accuracy near chance, a non-finite loss, "
+           "or an lr outside the usual range for the optimizer), where one epoch already shows the effect. [new]",
+        ge=1, le=100)
     divergence_threshold: float = _f(
         2.0, "Emergency analysis when the train loss rises past this multiple of its best value. [new]", gt=1.0, le=100.0)
     lr_max_factor: float = _f(10.0, "Trust region: the most one change may multiply or divide the lr by. [new]", gt=1.0, le=1000.0)
@@ -135,6 +140,15 @@ class TrainConfig(_Strict):
 
     # --- trainpilot's additions -------------------------------------------------------------
     image_size: int = _f(128, "Square input size in pixels. [new]", ge=16, le=1024)
+    train_cache_scale: float = _f(
+        1.25, "Train images are cached at image_size x this, so random crops are cut from more pixels than they are "
+              "resized to instead of being upsampled. [new]", ge=1.0, le=2.0)
+    crop_scale_min: float = _f(
+        0.6, "Smallest area fraction kept by the random resized crop (use_augmentation); small crops can cut a "
+             "defect out of the image. [new]", gt=0.0, le=1.0)
+    color_jitter: float = _f(
+        0.2, "Brightness and contrast jitter strength (use_augmentation); factors are drawn from [1-x, 1+x]. [new]",
+        ge=0.0, le=0.9)
     val_split: float = _f(0.2, "Validation fraction for flat class folders (seeded, stratified). [new]", gt=0.0, lt=0.9)
     seed: int = _f(42, "Random seed for splits, init, augmentation and order. [new]", ge=0, le=2**31 - 1)
     num_workers: int = _f(0, "Decoding processes when images are streamed from disk (not cached). [new]", ge=0, le=64)

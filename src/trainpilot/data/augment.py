@@ -27,11 +27,11 @@ class BatchAugment:
         generator: seeded torch.Generator on the CPU; draws are made there so runs replay exactly.
     """
 
-    def __init__(self, mean, std, *, enabled: bool = True, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3),
-                 jitter: float = 0.2, generator: torch.Generator | None = None):
+    def __init__(self, mean, std, *, size: int | None = None, enabled: bool = True, scale=(0.35, 1.0),
+                 ratio=(3 / 4, 4 / 3), jitter: float = 0.2, generator: torch.Generator | None = None):
         self.mean = torch.tensor(mean).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(std).view(1, 3, 1, 1) * 255.0
-        self.enabled, self.scale, self.ratio, self.jitter = enabled, scale, ratio, jitter
+        self.size, self.enabled, self.scale, self.ratio, self.jitter = size, enabled, scale, ratio, jitter
         self.generator = generator or torch.Generator().manual_seed(0)
 
     def normalize(self, images: torch.Tensor, dtype=torch.float32,
@@ -67,11 +67,15 @@ class BatchAugment:
 
     def __call__(self, images: torch.Tensor, dtype=torch.float32,
                  memory_format=torch.contiguous_format) -> torch.Tensor:
-        if not self.enabled:
-            return self.normalize(images, dtype, memory_format)
         n, _, height, width = images.shape
+        out = self.size or height
+        if not self.enabled:
+            if (height, width) == (out, out):
+                return self.normalize(images, dtype, memory_format)
+            x = F.interpolate(images.float(), size=(out, out), mode="bilinear", antialias=True, align_corners=False)
+            return self._normalize_(x).to(dtype=dtype, memory_format=memory_format)
         x = images.float()  # grid_sample is fastest on contiguous input; the layout is set at the end
-        grid = self.crop_flip_grid(n, height, width).to(x.device)
+        grid = self.crop_flip_grid(n, out, out).to(x.device)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if self.jitter > 0:
             # brightness b and contrast c around the image mean m, fused: x' = b*c*x + b*m*(1-c)

@@ -42,6 +42,11 @@ class PreparedData:
         return torch.bincount(self.train.labels, minlength=len(self.classes)).tolist()
 
 
+def train_image_size(cfg: TrainConfig) -> int:
+    """Train images are kept larger than the model input so random crops are not upsampled."""
+    return round(cfg.image_size * cfg.train_cache_scale)
+
+
 def _load(split: Split, size: int, cache: bool, threads: int, skipped: list, progress) -> SplitData:
     if cache:
         images, labels, bad = decode_split(split, size, threads=threads, progress=progress)
@@ -59,11 +64,11 @@ def prepare_data(cfg: TrainConfig, data_dir: str | Path | None = None, progress=
     root = Path(data_dir) if data_dir is not None else input_path(cfg, "data_dir")
     index = scan_dataset(root, cfg.val_split, cfg.seed)
     n_total = len(index.train) + len(index.val) + (len(index.test) if (with_test and index.test) else 0)
-    need = cache_bytes(n_total, cfg.image_size)
+    need = cache_bytes(n_total, train_image_size(cfg))
     cache = cfg.cache_images == "always" or (cfg.cache_images == "auto" and need <= cfg.cache_max_gb * 2**30)
     threads = threads or max(1, min(8, torch.get_num_threads()))
     skipped = list(index.skipped)
-    train = _load(index.train, cfg.image_size, cache, threads, skipped, progress)
+    train = _load(index.train, train_image_size(cfg), cache, threads, skipped, progress)
     val = _load(index.val, cfg.image_size, cache, threads, skipped, progress)
     test = _load(index.test, cfg.image_size, cache, threads, skipped, progress) if (with_test and index.test) else None
     for name, split in (("train", train), ("val", val)):

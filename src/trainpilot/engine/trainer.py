@@ -81,8 +81,13 @@ class Trainer:
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.augment = BatchAugment(model_info["mean"], model_info["std"], enabled=cfg.use_augmentation)
+        self.augment = BatchAugment(model_info["mean"], model_info["std"], size=cfg.image_size,
+                                    enabled=cfg.use_augmentation, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.color_jitter)
         self.ema = SparseEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
+        # The weights the run starts from (a seeded init, so a resumed run rebuilds the same ones): the last
+        # known-good state of a run that collapsed before it learned anything.
+        self.initial_weights = ({k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                                if cfg.intelligent_training.enabled else None)
         self.epoch, self.global_step = 0, 0
         self.history: list[dict] = []
         self.best = {"value": -math.inf, "epoch": 0, "source": "raw"}
@@ -334,6 +339,16 @@ class Trainer:
         self.schedule.load_state_dict(snap["schedule"])
         if self.precision.scaler and snap["scaler"]:
             self.precision.scaler.load_state_dict(snap["scaler"])
+
+    def reset_weights(self, _replay: bool = False) -> None:
+        """Back to the initial weights, with a fresh optimizer state and EMA; the lr schedule continues."""
+        if self.initial_weights is None:
+            raise RuntimeError("the initial weights were not kept (intelligent_training is off)")
+        self._log_command("reset_weights")
+        self.model.load_state_dict(self.initial_weights)
+        if self.ema is not None:
+            self.ema = SparseEma(self.model, decay=self.cfg.model_ema_decay, use_warmup=True)
+        self.optimizer = build_optimizer(self.model, self.cfg)
 
     def request_stop(self, reason: str, _replay: bool = False) -> None:
         self._log_command("request_stop", reason)

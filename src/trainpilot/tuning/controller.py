@@ -8,7 +8,12 @@ Policy, in the order it runs at each epoch boundary:
 3. a pending change whose ``evaluation_window`` has closed is kept or rolled back;
 4. in ``suggest`` mode, approvals/rejections written by ``trainpilot approve|reject`` are picked up;
 5. a scheduled analysis runs every ``analysis_interval`` epochs from ``min_epochs_before_analysis``,
-   outside the cooldown, while fewer than ``max_interventions`` changes were applied.
+   and again as soon as a change has been judged (its outcome is new evidence), once the change
+   has had ``cooldown_epochs`` epochs, while fewer than ``max_interventions`` changes were applied.
+
+A change is judged after ``evaluation_window`` epochs, or after ``fast_evaluation_window`` when it
+was made to a clearly broken run (accuracy near chance, non-finite loss, lr outside the usual
+range), so a run started at lr x1000 too low gets its three x10 steps in a few epochs, not ten.
 
 Each epoch is analysed at most once, and every adjustment is one record in adjustments.jsonl
 (re-written as its status changes) with one report. All state lives in :meth:`state_dict`.
@@ -64,6 +69,7 @@ class TuningController:
         self._inflight: tuple[Future, int, str, Any] | None = None
         self.applied = 0
         self.cooldown_until = 0
+        self.next_due: int | None = None  # the next scheduled analysis; None: min_epochs_before_analysis
         self.analyzed: list[int] = []
         self.pending: dict | None = None  # {"adj_id", "epoch", "eval_epoch", "before", "margin", "snapshot"}
         self.decisions_seen = 0
@@ -71,11 +77,13 @@ class TuningController:
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"applied": self.applied, "cooldown_until": self.cooldown_until, "analyzed": list(self.analyzed),
+        return {"applied": self.applied, "cooldown_until": self.cooldown_until, "next_due": self.next_due,
+                "analyzed": list(self.analyzed),
                 "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s}
 
     def load_state_dict(self, state: dict) -> None:
         self.applied, self.cooldown_until = state["applied"], state["cooldown_until"]
+        self.next_due = state.get("next_due")
         self.analyzed, self.pending = list(state["analyzed"]), state["pending"]
         self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
 
@@ -114,9 +122,8 @@ class TuningController:
 
     def _scheduled(self, epoch: int) -> bool:
         it = self.it
-        return (epoch >= it.min_epochs_before_analysis
-                and (epoch - it.min_epochs_before_analysis) % it.analysis_interval == 0
-                and epoch > self.cooldown_until and self.pending is None and self._inflight is None
+        due = max(it.min_epochs_before_analysis, self.next_due or 0)
+        return (epoch >= due and epoch > self.cooldown_until and self.pending is None and self._inflight is None
                 and self.applied < it.max_interventions and epoch not in self.analyzed)
 
     def _emergency(self, tr: "Trainer") -> bool:
@@ -153,6 +160,7 @@ class TuningController:
 
     def _analyze(self, tr: "Trainer", epoch: int, trigger: str, advisor: Advisor | None = None) -> None:
         self.analyzed.append(epoch)
+        self.next_due = epoch + self.it.analysis_interval
         ctx = self._context(tr)
         if advisor is None and self.asynchronous:
             self._inflight = (self._pool.submit(self.advisor.advise, ctx), epoch, trigger, ctx.diagnosis)
@@ -207,11 +215,20 @@ class TuningController:
     def _apply(self, tr: "Trainer", epoch: int, record: dict, updates: dict) -> None:
         snapshot_path = self.run.checkpoints / f"pre_{record['adj_id']}.pt"
         atomic_save(tr.snapshot(), snapshot_path)
-        record["apply_notes"] = tr.apply_changes(updates)
+        notes = []
+        features = (record.get("diagnosis") or {}).get("features") or {}
+        lowered = updates.get("learning_rate", math.inf) < tr.cfg.learning_rate
+        if features.get("collapsed") and lowered and tr.initial_weights is not None:
+            tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
+            notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
+                         "chance, so the current weights were only damage (a rollback to the last undamaged state)")
+        record["apply_notes"] = notes + tr.apply_changes(updates)
         record["config_after"] = tr.cfg.to_dict()
         record["status"] = "applied" if record["status"] != "approved" else "approved"
         self.applied += 1
-        self.cooldown_until = epoch + self.it.evaluation_window + self.it.cooldown_epochs
+        self.cooldown_until = epoch + self.it.cooldown_epochs - 1
+        window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
+        record["evaluate_after_epochs"] = window
         values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
         diffs = [abs(b - a) for a, b in zip(finite[-6:], finite[-5:])]
@@ -219,12 +236,13 @@ class TuningController:
         # A val metric measured on n images moves by about sqrt(p(1-p)/n) by chance alone.
         sampling = math.sqrt(max(best * (1 - best), 0.0) / max(1, len(tr.data.val))) if tr.cfg.monitor != "val_loss" else 0.0
         margin = max(self.it.min_noise_margin, statistics.pstdev(diffs) if len(diffs) >= 2 else 0.0, sampling)
-        self.pending = {"adj_id": record["adj_id"], "epoch": epoch, "eval_epoch": epoch + self.it.evaluation_window,
+        self.pending = {"adj_id": record["adj_id"], "epoch": epoch, "eval_epoch": epoch + window,
                         "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path)}
 
     def _judge(self, tr: "Trainer", epoch: int, force_revert: str | None = None,
                force_keep: str | None = None) -> None:
         p, self.pending = self.pending, None
+        self.next_due = epoch  # the outcome is new evidence: the run is looked at again now
         record = self.records().get(p["adj_id"])
         after = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
         best_after = max(after, default=-math.inf)
@@ -283,6 +301,12 @@ class TuningController:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def clearly_broken(diagnosis: dict | None) -> bool:
+    """A run where one epoch shows whether a change helps: near chance, non-finite, or lr far off."""
+    f = (diagnosis or {}).get("features") or {}
+    return bool(f.get("near_chance") or f.get("nonfinite") or f.get("lr_prior"))
 
 
 def has_nonfinite_weights(model: torch.nn.Module) -> bool:

@@ -23,10 +23,17 @@ PLATEAU_REL = 0.01       # relative improvement of the monitored metric over the
 FLAT_REL = 0.01          # |relative loss change| per epoch below which the loss "barely moves"
 COLLAPSE_RECALL = 0.2    # a class below this recall (while the mean is higher) has collapsed
 HUGE_GRAD_NORM = 100.0
-# Peak learning rates that train from scratch or fine-tune reliably, per optimizer family. A curve that
-# barely moves is read with this prior: a dead network at lr 0.2 (Adam) also "barely moves".
-LR_TYPICAL = {"SGD": (1e-4, 1.0)}
-LR_TYPICAL_DEFAULT = (1e-5, 5e-3)
+# Peak learning rates that train reliably, per optimizer family, from scratch and when fine-tuning
+# pretrained weights. A curve that barely moves is read with this prior: a dead network at lr 0.2
+# (Adam) also "barely moves".
+LR_TYPICAL = {("SGD", False): (1e-3, 1.0), ("SGD", True): (1e-4, 0.1)}
+LR_TYPICAL_ADAPTIVE = {False: (1e-4, 5e-3), True: (1e-5, 2e-3)}  # Adam, AdamW, RAdam, AdaBelief, RMSprop
+
+
+def typical_lr(cfg: TrainConfig) -> tuple[float, float]:
+    """The usual peak-lr range for ``cfg``'s optimizer, from scratch or from pretrained weights."""
+    pretrained = bool(cfg.use_pretrained or cfg.pretrained_path)
+    return LR_TYPICAL.get((cfg.optimizer, pretrained), LR_TYPICAL_ADAPTIVE[pretrained])
 
 _T = {
     "nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
@@ -45,6 +52,11 @@ _T = {
     "lr_high": ("train_loss is rising or oscillating ({pct:+.1f}% per epoch, {sc} direction changes, max grad norm "
                 "{gmax:.3g}): lr {lr:g} looks too high", "train_loss 在上升或振荡（每轮 {pct:+.1f}%，方向变化 {sc} 次，"
                 "最大梯度范数 {gmax:.3g}）：学习率 {lr:g} 可能过高"),
+    "collapsed": ("train and val accuracy never rose above chance (best {ta:.3f} and {va:.3f} for {k} classes): the "
+                  "weights hold nothing worth keeping", "训练与验证准确率从未高于随机水平（{k} 类时最佳分别为 {ta:.3f} 和 {va:.3f}）："
+                  "当前权重没有值得保留的内容"),
+    "lr_slow": ("the loss falls smoothly but slowly ({a:.4g} -> {b:.4g} over {n} epochs): lr {lr:g} has room to grow",
+                "损失平稳但缓慢地下降（{n} 轮内 {a:.4g} -> {b:.4g}）：学习率 {lr:g} 仍有提升空间"),
     "lr_prior_high": ("lr {lr:g} is above the usual range for {opt} ({lo:g}-{hi:g}), so a flat loss means a stalled, "
                       "not a slow, network", "学习率 {lr:g} 高于 {opt} 的常用范围（{lo:g}-{hi:g}），损失停滞说明网络已失效而非学得慢"),
     "lr_prior_low": ("lr {lr:g} is below the usual range for {opt} ({lo:g}-{hi:g})",
@@ -198,10 +210,12 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     f["val_loss_diff_std_rel"] = std_v / (sum(fv) / len(fv)) if fv and sum(fv) > 0 else math.nan
     gm, gx = _finite(col("gn_mean")), _finite(col("gn_max"))
     f["grad_norm_mean"] = sum(gm) / len(gm) if gm else math.nan
+    gx = _finite(col("gn_max")[-window:])  # recent: one wild early epoch must not colour the verdict forever
     f["grad_norm_max"] = max(gx) if gx else math.nan
     gw = _finite(col("gn_mean")[-window:])
     f["grad_norm_growth"] = gw[-1] / gw[0] if len(gw) >= 2 and gw[0] > 0 else math.nan
     f["ema_gap"] = last["ema_acc"] - va[-1]
+    f["steps_per_epoch"] = last["steps"]
     states: list[State] = []
     add = lambda name, sev, ev: states.append(State(name, round(min(1.0, sev), 3), ev))  # noqa: E731
 
@@ -242,13 +256,19 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
         verdict = "too_low"
     else:
         verdict = "ok"
-    lo, hi = LR_TYPICAL.get(cfg.optimizer, LR_TYPICAL_DEFAULT)
+    lo, hi = typical_lr(cfg)
+    tuned = bool(cfg.use_pretrained or cfg.pretrained_path)
+    opt = f"{cfg.optimizer} " + (("微调" if tuned else "从头训练") if lang == "zh" else ("fine-tuning" if tuned else "from scratch"))
+    # a run that does not do well, at an lr outside the usual range, is read as the lr's fault
+    poor = near or ta[-1] < 0.9 or ta[-1] - va[-1] > 0.1
     prior = None
-    if verdict in ("too_low", "unknown") and cfg.learning_rate > hi:
-        verdict, prior = "too_high", _say(lang, "lr_prior_high", lr=cfg.learning_rate, opt=cfg.optimizer, lo=lo, hi=hi)
+    if cfg.learning_rate > hi and (verdict in ("too_low", "unknown") or (verdict == "ok" and poor)):
+        verdict, prior = "too_high", _say(lang, "lr_prior_high", lr=cfg.learning_rate, opt=opt, lo=lo, hi=hi)
     elif verdict in ("ok", "unknown") and cfg.learning_rate < lo and (near or not math.isfinite(t_trend) or abs(t_trend) < 0.05):
-        verdict, prior = "too_low", _say(lang, "lr_prior_low", lr=cfg.learning_rate, opt=cfg.optimizer, lo=lo, hi=hi)
+        verdict, prior = "too_low", _say(lang, "lr_prior_low", lr=cfg.learning_rate, opt=opt, lo=lo, hi=hi)
     f["lr_verdict"] = verdict
+    f["lr_prior"] = ("high" if cfg.learning_rate > hi and verdict == "too_high" else
+                     "low" if cfg.learning_rate < lo and verdict == "too_low" else None)
     lr_ev = {"too_low": _say(lang, "lr_low", pct=100 * abs(t_trend) if math.isfinite(t_trend) else 0.0,
                              w=len(recent), a=recent[0], b=recent[-1], lr=last["lr"]),
              "too_high": _say(lang, "lr_high", pct=100 * t_trend if math.isfinite(t_trend) else 0.0, sc=sc_t,
@@ -258,12 +278,21 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
 
     # underfitting
     f["near_chance"] = near
+    never = max(_finite(ta) or [math.nan]), max(_finite(va) or [math.nan])
+    f["collapsed"] = bool(near and verdict == "too_high" and all(x <= chance + max(0.05, 0.25 * chance) for x in never))
+    if f["collapsed"]:
+        lr_ev = "; ".join(x for x in (lr_ev, _say(lang, "collapsed", ta=never[0], va=never[1], k=k)) if x)
     diverging = bool(states)  # a diverging run fits poorly because it diverges; that remedy comes first
     if near and not diverging:
         ev = [_say(lang, "near_chance", va=va[-1], chance=chance, k=k, n=n)] + ([lr_ev] if lr_ev else [])
         add("underfitting", 0.35 if n == 1 else 0.6 + 0.1 * min(3, n - 1), ev)
-    elif not diverging and n >= 3 and ta[-1] < 0.6 and verdict in ("too_low", "ok") and abs(t_trend) < 0.05:
+    elif not diverging and n >= 3 and ta[-1] < 0.6 and verdict in ("too_low", "ok"):
+        if verdict == "ok" and sc_t == 0 and t_trend < 0:  # a smooth, slow descent: room for a larger lr
+            verdict = f["lr_verdict"] = "too_low"
+            lr_ev = _say(lang, "lr_slow", ta=ta[-1], n=n, a=tl[0], b=tl[-1], lr=cfg.learning_rate)
         add("underfitting", 0.5, [_say(lang, "not_fitting", ta=ta[-1], n=n)] + ([lr_ev] if lr_ev else []))
+    elif not diverging and f["lr_prior"] and poor and lr_ev:
+        add("underfitting", 0.5, [lr_ev])
 
     # overfitting
     vup = _run_up(vl)

@@ -12,13 +12,14 @@ import math
 from typing import Any
 
 from trainpilot.tuning.actions import MAX_CHANGES, Proposal, ProposedChange, change_direction, tunable_spec
-from trainpilot.tuning.diagnosis import FLAT_REL, LR_TYPICAL, LR_TYPICAL_DEFAULT, diagnose
+from trainpilot.tuning.diagnosis import FLAT_REL, diagnose, typical_lr
 
 from .base import Advisor, AdvisorContext
 
 STATE_NAMES = {"zh": {"healthy": "健康", "underfitting": "欠拟合", "overfitting": "过拟合", "diverging": "发散",
                       "plateau": "停滞", "unstable": "不稳定", "imbalance": "类别不均衡"}}
 QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "plateau": 1, "unstable": 2}
+STEP_DECAY = ("StepLR", "MultiStepLR", "ExponentialLR")
 REVERTED_STATUSES = ("reverted", "rolled_back")
 
 _WHY = {
@@ -30,6 +31,11 @@ _WHY = {
     "lr_up": ("the loss barely moves, so the learning rate looks too low: x{f:g}", "损失几乎不变，学习率可能过低：x{f:g}"),
     "lr_down_high": ("the loss is rising or oscillating, so the learning rate looks too high: x{f:g}",
                      "损失上升或振荡，学习率可能过高：x{f:g}"),
+    "accum_off": ("only {s} optimizer steps per epoch: gradient accumulation off, so each batch updates the weights",
+                  "每轮仅 {s} 次优化步：关闭梯度累积，每个批次都更新权重"),
+    "cosine": ("the {old} schedule cuts the lr while the model still underfits: a cosine schedule over the remaining "
+               "epochs (warm restart from the current weights)", "{old} 在模型仍欠拟合时就降低学习率：改为余弦调度"
+               "覆盖剩余轮次（从当前权重热重启）"),
     "less_dropout": ("the model does not fit the training data: less dropout", "模型未能拟合训练数据：降低 dropout"),
     "less_wd": ("the model does not fit the training data: less weight decay", "模型未能拟合训练数据：降低权重衰减"),
     "no_mixup": ("the model does not fit the training data: mixup/cutmix off", "模型未能拟合训练数据：关闭 mixup/cutmix"),
@@ -103,17 +109,31 @@ class RuleAdvisor(Advisor):
             return [([("learning_rate", self._lr(ctx, 0.3))], "lr_plateau", {"f": 0.3})]
         if state == "underfitting":
             if feats.get("lr_verdict") == "too_high":
-                typical_high = LR_TYPICAL.get(cfg.optimizer, LR_TYPICAL_DEFAULT)[1]
+                typical_high = typical_lr(cfg)[1]
                 sharp = (feats.get("train_loss_trend", 0) > 0.1 or feats.get("grad_norm_max", 0) > 100
                          or cfg.learning_rate > typical_high)
                 f = 0.1 if sharp else 0.3
-                return [([("learning_rate", self._lr(ctx, f))], "lr_down_high", {"f": f}), clip]
+                low = typical_lr(cfg)[0]  # the verdict is "too high", so never below the usual range
+                if cfg.learning_rate <= low:
+                    return [clip]
+                new = max(self._lr(ctx, f), low)
+                return [([("learning_rate", new)], "lr_down_high", {"f": _r3(new / cfg.learning_rate)}), clip]
             trend = feats.get("train_loss_trend", math.nan)
-            f = 10.0 if math.isfinite(trend) and abs(trend) < FLAT_REL / 10 else 3.0
-            return [([("learning_rate", self._lr(ctx, f))], "lr_up", {"f": f}),
-                    ([("dropout_rate", _r3(cfg.dropout_rate / 2) if cfg.dropout_rate > 0.05 else 0.0)], "less_dropout", {}),
-                    ([("weight_decay", _r3(cfg.weight_decay / 3))] if cfg.weight_decay > 1e-4 else [], "less_wd", {}),
-                    ([("advanced_augmentation_enabled", False)], "no_mixup", {})]
+            flat = math.isfinite(trend) and abs(trend) < FLAT_REL / 10
+            f = 10.0 if flat or feats.get("lr_prior") == "low" else 3.0
+            steps = int(feats.get("steps_per_epoch") or 0)
+            remedies = [([("learning_rate", self._lr(ctx, f))], "lr_up", {"f": f})]
+            if cfg.gradient_accumulation_enabled and cfg.gradient_accumulation_steps > 1 and 0 < steps < 50:
+                remedies.append(([("gradient_accumulation_enabled", False), ("gradient_accumulation_steps", 1)],
+                                 "accum_off", {"s": steps}))
+            if cfg.lr_scheduler in STEP_DECAY:
+                remedies.append(([("lr_scheduler", "CosineAnnealingLR")], "cosine", {"old": cfg.lr_scheduler}))
+            if feats.get("lr_verdict") == "too_low":
+                return remedies
+            return remedies[:1] + [  # the lr first; the regularizers only when that change was reverted
+                ([("dropout_rate", _r3(cfg.dropout_rate / 2) if cfg.dropout_rate > 0.05 else 0.0)], "less_dropout", {}),
+                ([("weight_decay", _r3(cfg.weight_decay / 3))] if cfg.weight_decay > 1e-4 else [], "less_wd", {}),
+                ([("advanced_augmentation_enabled", False)], "no_mixup", {})]
         if state == "overfitting":
             wd = self._clamp(ctx, "weight_decay", min(0.5, _r3(cfg.weight_decay * 3) if cfg.weight_decay > 0 else 1e-4))
             smooth = [("label_smoothing_enabled", True)] + ([("label_smoothing", 0.1)] if cfg.label_smoothing == 0 else [])
@@ -151,9 +171,11 @@ class RuleAdvisor(Advisor):
                 continue
             label = STATE_NAMES.get(lang, {}).get(st.state, st.state)
             lines.append(f"- {label}{o}{txt['sev']} {st.severity:.2f}{c}{col}" + sep.join(evidence.get(st.state, st.evidence)))
-            taken = 0
+            taken, quota = 0, QUOTA.get(st.state, 1)
+            if st.state == "underfitting" and ctx.diagnosis.features.get("lr_verdict") == "too_low":
+                quota = 3  # a larger lr, more optimizer steps and no early decay all serve the same end
             for units, why, args in self._remedies(st.state, ctx):
-                if taken >= QUOTA.get(st.state, 1) or len(chosen) >= MAX_CHANGES:
+                if taken >= quota or len(chosen) >= MAX_CHANGES:
                     break
                 todo = [(k, v) for k, v in units if k not in chosen and v != getattr(ctx.cfg, k)]
                 if not todo:  # already in place, or already proposed for a more severe state
