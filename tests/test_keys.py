@@ -142,6 +142,16 @@ def test_run_outputs(tiny_run, tiny_cfg, tmp_path):
     assert best["source"] in ("raw", "ema") and best["monitor"] == "val_accuracy"
 
 
+def test_best_checkpoint_ties_go_to_the_lower_val_loss(tiny_cfg, tmp_path):
+    t = _trainer(tiny_cfg, tmp_path, model_ema=False)
+    train = {"loss": 1.0, "accuracy": 0.5, "lr": 1e-3, "epoch_seconds": 1.0}
+    val = lambda acc, loss: {"phase": "val", "val_accuracy": acc, "loss": loss, "eval_seconds": 0.1}  # noqa: E731
+    assert t._record(1, dict(train), val(0.8, 0.6))
+    assert not t._record(2, dict(train), val(0.8, 0.7))  # same accuracy, worse loss
+    assert t._record(3, dict(train), val(0.8, 0.5)) and t.best["epoch"] == 3
+    assert not t._record(4, dict(train), val(0.7, 0.1))
+
+
 @covers("mixed_precision", "loss_scaling_enabled", "loss_scale", "static_loss_scale")
 def test_precision_choice_is_measured_and_scaler_follows_keys(monkeypatch):
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))

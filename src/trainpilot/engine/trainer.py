@@ -282,9 +282,12 @@ class Trainer:
         if ema_full is not None:
             ema_value = monitor_value({f"val_{k}": v for k, v in ema_full.items()}, self.cfg.monitor)
         value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
-        improved = value > self.best["value"]
+        chosen_loss = ema_full["loss"] if source == "ema" else val_out["loss"]
+        chosen_loss = chosen_loss if math.isfinite(chosen_loss) else math.inf
+        # On a small val set accuracy ties often; the tie goes to the lower val loss (the more confident model).
+        improved = value > self.best["value"] or (value == self.best["value"] and chosen_loss < self.best.get("tie_loss", math.inf))
         if improved:
-            self.best = {**self.best, "value": value, "epoch": epoch, "source": source}
+            self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss}
         # Patience counts epochs in which neither the monitored metric nor val_loss improved: on a small
         # val set accuracy saturates and ties for many epochs while the model is still getting better.
         loss = val_out["loss"] if math.isfinite(val_out["loss"]) else math.inf

@@ -278,6 +278,8 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
 
     # underfitting
     f["near_chance"] = near
+    # a smooth, slow descent at an lr in the lower half of the usual range: room for a larger lr
+    slow = verdict == "ok" and sc_t == 0 and t_trend < 0 and cfg.learning_rate < math.sqrt(lo * hi)
     never = max(_finite(ta) or [math.nan]), max(_finite(va) or [math.nan])
     f["collapsed"] = bool(near and verdict == "too_high" and all(x <= chance + max(0.05, 0.25 * chance) for x in never))
     if f["collapsed"]:
@@ -286,10 +288,12 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     if near and not diverging:
         ev = [_say(lang, "near_chance", va=va[-1], chance=chance, k=k, n=n)] + ([lr_ev] if lr_ev else [])
         add("underfitting", 0.35 if n == 1 else 0.6 + 0.1 * min(3, n - 1), ev)
-    elif not diverging and n >= 3 and ta[-1] < 0.6 and verdict in ("too_low", "ok"):
-        if verdict == "ok" and sc_t == 0 and t_trend < 0:  # a smooth, slow descent: room for a larger lr
+    elif not diverging and n >= 3 and verdict in ("too_low", "ok") and (ta[-1] < 0.6 or (ta[-1] < 0.8 and slow)):
+        if verdict == "ok" and slow:
             verdict = f["lr_verdict"] = "too_low"
             lr_ev = _say(lang, "lr_slow", ta=ta[-1], n=n, a=tl[0], b=tl[-1], lr=cfg.learning_rate)
+            if cfg.learning_rate < lo:
+                f["lr_prior"] = "low"
         add("underfitting", 0.5, [_say(lang, "not_fitting", ta=ta[-1], n=n)] + ([lr_ev] if lr_ev else []))
     elif not diverging and f["lr_prior"] and poor and lr_ev:
         add("underfitting", 0.5, [lr_ev])
