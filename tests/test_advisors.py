@@ -16,11 +16,14 @@ from trainpilot.tuning.advisors import (HYBRID_JSON_SCHEMA, AdvisorContext, Hybr
 from trainpilot.tuning.diagnosis import diagnose
 
 CFG = build_config({"learning_rate": 1e-3, "weight_decay": 0.05, "batch_size": 32})
+CFG_STEP = build_config({**CFG.to_dict(), "lr_scheduler": "StepLR"})
 IT = IntelligentTrainingConfig()
 SECRET = "sk-test-0123456789abcdef"
 
 
-def ctx(name, *, past=(), lang="en", cfg=CFG):
+def ctx(name, *, past=(), lang="en", cfg=None):
+    # a plateau under a cosine schedule gets no lr cut (the schedule already lowers it); StepLR shows the remedy
+    cfg = cfg or (CFG_STEP if name == "plateau" else CFG)
     counts = [500, 480, 450, 40] if name == "imbalance" else COUNTS
     history = SCENARIOS[name]
     return AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, counts),
@@ -65,6 +68,11 @@ def test_rule_remedy_per_state(name, expect):
     assert p.advisor == "rules" and p.analysis
     v = validate_proposal(p, c.cfg, IT, c.train_counts, CLASSES, set())
     assert not v.rejected, v.rejected  # the rule engine stays inside the action schema
+
+
+def test_a_plateau_under_an_annealing_schedule_gets_no_lr_cut():
+    p = RuleAdvisor().advise(ctx("plateau", cfg=CFG))
+    assert not p.changes and "CosineAnnealingLR schedule already lowers the lr" in p.analysis
 
 
 def test_overfitting_remedies_regularize():

@@ -19,6 +19,7 @@ from .base import Advisor, AdvisorContext
 STATE_NAMES = {"zh": {"healthy": "健康", "underfitting": "欠拟合", "overfitting": "过拟合", "diverging": "发散",
                       "plateau": "停滞", "unstable": "不稳定", "imbalance": "类别不均衡"}}
 QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "plateau": 1, "unstable": 2}
+ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
 STEP_DECAY = ("StepLR", "MultiStepLR", "ExponentialLR")
 REVERTED_STATUSES = ("reverted", "rolled_back")
 
@@ -52,10 +53,12 @@ _WHY = {
 _TXT = {
     "en": {"diag": "Diagnosis", "sev": "severity", "prop": "Proposed", "skip": "Skipped", "none": "no changes",
            "reverted": "reverted earlier in this run", "healthy": "Training looks healthy; no changes proposed.",
-           "exhausted": "every standard remedy for these findings was tried and reverted earlier; no changes proposed."},
+           "exhausted": "every standard remedy for these findings was tried and reverted earlier; no changes proposed.",
+           "annealing": "{label}: no lr cut, the {s} schedule already lowers the lr"},
     "zh": {"diag": "诊断", "sev": "严重程度", "prop": "建议", "skip": "跳过", "none": "无变更",
            "reverted": "本次训练中曾被回滚", "healthy": "训练状态健康，不建议修改。",
-           "exhausted": "针对这些问题的标准措施此前均已尝试并被回滚，本次不建议修改。"},
+           "exhausted": "针对这些问题的标准措施此前均已尝试并被回滚，本次不建议修改。",
+           "annealing": "{label}：不降低学习率，{s} 调度已在逐步降低学习率"},
 }
 
 
@@ -106,6 +109,8 @@ class RuleAdvisor(Advisor):
         if state == "unstable":
             return [([("learning_rate", self._lr(ctx, 0.5))], "lr_unstable", {"f": 0.5}), clip, accum]
         if state == "plateau":
+            if cfg.lr_scheduler in ANNEALING:
+                return []  # the schedule is already lowering the lr (see advise)
             return [([("learning_rate", self._lr(ctx, 0.3))], "lr_plateau", {"f": 0.3})]
         if state == "underfitting":
             if feats.get("lr_verdict") == "too_high":
@@ -170,6 +175,8 @@ class RuleAdvisor(Advisor):
             if st.state == "healthy":
                 continue
             label = STATE_NAMES.get(lang, {}).get(st.state, st.state)
+            if st.state == "plateau" and ctx.cfg.lr_scheduler in ANNEALING:
+                skipped.append(txt["annealing"].format(label=label, s=ctx.cfg.lr_scheduler))
             lines.append(f"- {label}{o}{txt['sev']} {st.severity:.2f}{c}{col}" + sep.join(evidence.get(st.state, st.evidence)))
             taken, quota = 0, QUOTA.get(st.state, 1)
             if st.state == "underfitting" and ctx.diagnosis.features.get("lr_verdict") == "too_low":
