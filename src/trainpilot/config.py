@@ -53,7 +53,7 @@ class IntelligentTrainingConfig(_Strict):
     advisor: Literal["rules", "llm", "hybrid"] = _f(
         "rules", "Who proposes changes: the built-in rule engine, an LLM, or rules checked by an LLM. [new]")
     report_language: Literal["zh", "en"] = _f("en", "Language of the adjustment reports. [new]")
-    analysis_interval: int = _f(2, "Analyse every N epochs. [new]", ge=1, le=1000)
+    analysis_interval: int = _f(2, "Analyse every N epochs (and again as soon as a change has been judged). [new]", ge=1, le=1000)
     min_epochs_before_analysis: int = _f(2, "First epoch at which a scheduled analysis may run. [new]", ge=1, le=1000)
     cooldown_epochs: int = _f(
         1, "Epochs to train with an applied change before the next analysis (which also waits until the change "
@@ -139,7 +139,7 @@ class TrainConfig(_Strict):
     timestamp: str = _f("", "Creation time stamp (YYYYmmdd-HHMMSS) used in the default model_filename; empty means now.")
 
     # --- trainpilot's additions -------------------------------------------------------------
-    image_size: int = _f(128, "Square input size in pixels. [new]", ge=16, le=1024)
+    image_size: int = _f(160, "Square input size in pixels. [new]", ge=16, le=1024)
     train_cache_scale: float = _f(
         1.25, "Train images are cached at image_size x this, so random crops are cut from more pixels than they are "
               "resized to instead of being upsampled. [new]", ge=1.0, le=2.0)
