@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import SEED_DIR, TINY
+from conftest import NEU, SEED_DIR, TINY
 from trainpilot.api import build_trainer
 from trainpilot.config import SCHEDULERS, build_config
 from trainpilot.engine.rundir import read_jsonl
@@ -199,6 +199,39 @@ def test_rules_rescue_a_learning_rate_100x_too_high(tiny_cfg, tmp_path):
     assert "### learning_rate" in text and "0.2" in text and "0.02" in text and "## 📈 Outcome" in text
 
 
+def test_rules_rescue_a_pretrained_run_at_lr_100x_to_within_a_few_points_of_a_healthy_run(tmp_path):
+    """Real neu-cls images (3 classes x 30), the packaged ImageNet lite0: at lr 0.2 the run sits at chance;
+    the rule advisor cuts the lr, restores the pretrained weights the blow-up destroyed, and ends within a
+    few points of the healthy run, while the same start without the controller stays far behind."""
+    import trainpilot
+
+    data = tmp_path / "neu3"
+    for split, n in (("train", 30), ("val", 15)):
+        for c in ("patches", "scratches", "inclusion"):
+            (data / split / c).mkdir(parents=True)
+            for f in sorted((NEU / split / c).iterdir())[:n]:
+                (data / split / c / f.name).symlink_to(f)
+    base = {"model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
+            "num_epochs": 8, "mixed_precision": False, "use_tensorboard": False, "seed": 0, "early_stopping": False,
+            "data_dir": str(data), "intelligent_training": {"enabled": False}}
+
+    def best(**over):
+        run = trainpilot.train({**base, **over}, runs_dir=tmp_path / "runs", quiet=True)
+        return run, run.summary["best_value"]
+    _, healthy = best()
+    _, broken = best(learning_rate=0.2)
+    run, rescued = best(learning_rate=0.2, intelligent_training={"enabled": True})
+    assert healthy >= 0.8 and broken <= healthy - 0.1
+    assert rescued >= healthy - 0.05, (healthy, broken, rescued)
+    latest = {r["adj_id"]: r for r in read_jsonl(run.dir / "adjustments.jsonl")}
+    first = min(latest.values(), key=lambda r: r["epoch"])
+    assert [(c["key"], c["old"], c["new"]) for c in first["changes"]] == [("learning_rate", 0.2, 0.02)]
+    assert first["status"] == "kept" and "initial weights" in first["apply_notes"][0]
+    (md,) = (run.dir / "reports").glob(f"*{first['adj_id']}.md")
+    text = md.read_text(encoding="utf-8")
+    assert "never rose above chance" in text and "## 📈 Outcome" in text and "kept" in text
+
+
 def test_a_slow_advisor_never_blocks_training_and_late_proposals_are_dropped_as_stale(tiny_cfg, tmp_path):
     import threading
 
@@ -301,3 +334,21 @@ def test_a_collapsed_run_restarts_from_its_initial_weights_with_the_lower_lr(tin
     rec = {"adj_id": "adj_d", "status": "recorded", "diagnosis": collapsed}
     ctl._apply(t, 1, rec, {"learning_rate": t.cfg.learning_rate * 3})  # raising the lr never resets
     assert not torch.equal(next(t.model.parameters()), next(iter(initial.values())))
+
+
+def test_a_loss_jump_after_our_own_change_is_undone_without_a_further_remedy(tiny_cfg, tmp_path):
+    t, _ = build_trainer({**tiny_cfg, "intelligent_training": IT}, runs_dir=tmp_path)
+    t.run.create()
+    rec = lambda e, loss, acc: [{"phase": "train", "epoch": e, "loss": loss, "accuracy": acc, "nonfinite_steps": 0},  # noqa: E731
+                                {"phase": "val", "epoch": e, "val_accuracy": acc, "val_loss": loss}]
+    t.history = rec(1, 1.0, 0.5) + rec(2, 0.8, 0.6)
+    ctl = TuningController(_it(divergence_threshold=2.0, evaluation_window=2), run=t.run, advisor=Scripted())
+    ctl._save({"adj_id": "adj_own", "changes": [{"key": "weight_decay", "old": 0.05, "new": 0.1}], "rejected": [],
+               "status": "applied", "trigger": "scheduled", "epoch": 2}, t.history)
+    ctl._apply(t, 2, {"adj_id": "adj_own", "status": "recorded", "diagnosis": {}}, {"weight_decay": 0.1})
+    t.history += rec(3, 2.5, 0.4)  # the change made the loss jump past 2x its best
+    ctl.on_epoch_end(t, 3)
+    assert ctl.pending is None and ctl.records()["adj_own"]["status"] == "reverted"
+    assert t.cfg.weight_decay == 0.05 and len(ctl.records()) == 1  # rolled back, no extra remedy on top
+    assert ctl.discarded == [[3, 3]] and [r["epoch"] for r in ctl.lineage(t.history)] == [1, 1, 2, 2]
+    assert ctl.next_due == 4

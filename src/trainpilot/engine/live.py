@@ -67,7 +67,8 @@ def rebuild_schedule(tr: "Trainer", keep_progress: bool) -> None:
         _fast_forward(tr.schedule, tr.epoch, spe)
         tr.schedule.set_peak_lr(peak)
     else:
-        tr.schedule = LRSchedule(tr.cfg, spe, max(1, tr.cfg.num_epochs - tr.epoch))
+        # a fresh optimizer state at full lr jolts the weights: ramp up over (at least) one epoch
+        tr.schedule = LRSchedule(tr.cfg, spe, max(1, tr.cfg.num_epochs - tr.epoch), min_warmup=spe)
 
 
 def _sync_modules(tr: "Trainer") -> None:
@@ -96,7 +97,8 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
         tr.optimizer = build_optimizer(tr.model, tr.cfg)
         rebuild_schedule(tr, keep_progress=False)
         notes.append(f"warm restart from the current weights for {', '.join(restart)}: new optimizer and "
-                     f"{tr.cfg.lr_scheduler} schedule over the remaining {tr.cfg.num_epochs - tr.epoch} epochs")
+                     f"{tr.cfg.lr_scheduler} schedule over the remaining {tr.cfg.num_epochs - tr.epoch} epochs, "
+                     f"warming up over {tr.schedule.warmup} steps")
     else:
         if any(k in changes for k in SCHEDULE_KEYS):
             rebuild_schedule(tr, keep_progress=True)

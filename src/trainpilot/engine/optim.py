@@ -53,7 +53,8 @@ class LRSchedule:
 
     PER_STEP = ("CosineAnnealingLR", "OneCycleLR", "CyclicLR")
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, total_epochs: int, start_step: int = 0):
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, total_epochs: int, start_step: int = 0,
+                 min_warmup: int = 0):
         self.peak_lr = cfg.learning_rate
         self.name = cfg.lr_scheduler
         self.min_lr = cfg.min_lr if cfg.min_lr_enabled else 0.0
@@ -67,6 +68,8 @@ class LRSchedule:
             self.warmup = min(cfg.warmup_steps, self.total_steps)
         else:
             self.warmup = min(self.total_steps, math.ceil(cfg.warmup_ratio * self.total_steps))
+        if self.name != "OneCycleLR":
+            self.warmup = max(self.warmup, min(min_warmup, self.total_steps))
         self.warmup_method = cfg.warmup_method
         self._unit = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         self._sched = self._make_shape(cfg)

@@ -70,6 +70,7 @@ class TuningController:
         self.applied = 0
         self.cooldown_until = 0
         self.next_due: int | None = None  # the next scheduled analysis; None: min_epochs_before_analysis
+        self.discarded: list[list[int]] = []  # [first, last] epochs whose weights were rolled back or reset
         self.analyzed: list[int] = []
         self.pending: dict | None = None  # {"adj_id", "epoch", "eval_epoch", "before", "margin", "snapshot"}
         self.decisions_seen = 0
@@ -78,12 +79,14 @@ class TuningController:
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"applied": self.applied, "cooldown_until": self.cooldown_until, "next_due": self.next_due,
+                "discarded": [list(r) for r in self.discarded],
                 "analyzed": list(self.analyzed),
                 "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s}
 
     def load_state_dict(self, state: dict) -> None:
         self.applied, self.cooldown_until = state["applied"], state["cooldown_until"]
         self.next_due = state.get("next_due")
+        self.discarded = [list(r) for r in state.get("discarded", [])]
         self.analyzed, self.pending = list(state["analyzed"]), state["pending"]
         self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
 
@@ -109,7 +112,11 @@ class TuningController:
     def _step(self, tr: "Trainer", epoch: int) -> None:
         self._collect_async(tr, epoch)
         if epoch not in self.analyzed and self._emergency(tr):
-            self._rescue(tr, epoch)
+            if self._rescue(tr, epoch) and not self._nonfinite(tr):
+                # our own change made the loss jump and is undone: that is the whole remedy; look again next epoch
+                self.analyzed.append(epoch)
+                self.next_due = epoch + 1
+                return
             self._analyze(tr, epoch, "emergency", advisor=RuleAdvisor())
             return
         if self.pending is not None and epoch >= self.pending["eval_epoch"]:
@@ -126,9 +133,17 @@ class TuningController:
         return (epoch >= due and epoch > self.cooldown_until and self.pending is None and self._inflight is None
                 and self.applied < it.max_interventions and epoch not in self.analyzed)
 
+    def lineage(self, history: list[dict]) -> list[dict]:
+        """The records of the epochs the current weights descend from (rolled-back and reset epochs left out)."""
+        return [r for r in history if not any(a <= r.get("epoch", 0) <= b for a, b in self.discarded)]
+
+    def _nonfinite(self, tr: "Trainer") -> bool:
+        train = [r for r in tr.history if r["phase"] == "train"]
+        return bool(train) and (train[-1].get("nonfinite_steps", 0) > 0 or not math.isfinite(num(train[-1]["loss"])))
+
     def _emergency(self, tr: "Trainer") -> bool:
         """Non-finite loss, or a train loss that rose past divergence_threshold x its best so far."""
-        train = [r for r in tr.history if r["phase"] == "train"]
+        train = [r for r in self.lineage(tr.history) if r["phase"] == "train"]
         if not train:
             return False
         last = train[-1]
@@ -138,23 +153,28 @@ class TuningController:
         rising = bool(earlier) and num(last["loss"]) > earlier[-1]
         return rising and num(last["loss"]) > self.it.divergence_threshold * min(earlier)
 
-    def _rescue(self, tr: "Trainer", epoch: int) -> None:
-        """Undo what caused an emergency: the pending change, or (weights already broken) the last epoch."""
+    def _rescue(self, tr: "Trainer", epoch: int) -> bool:
+        """Undo what caused an emergency: the pending change, or (weights already broken) the last epoch.
+        Returns True when a pending change of ours was rolled back."""
         if self.pending is not None:
             record = self.records().get(self.pending["adj_id"], {})
             if record.get("trigger") == "emergency":
                 # the pending change is itself a divergence remedy: keep it and add another one
                 self._judge(tr, epoch, force_keep="superseded by a further emergency remedy")
-            else:
-                self._judge(tr, epoch, force_revert="the loss became non-finite or exploded after this change")
-        elif has_nonfinite_weights(tr.model) and self.run.last.exists():
+                return False
+            self._judge(tr, epoch, force_revert="the loss became non-finite or exploded after this change")
+            return True
+        if has_nonfinite_weights(tr.model) and self.run.last.exists():
             tr.restore(load_checkpoint(self.run.last))
+            self.discarded.append([epoch, epoch])
+        return False
 
     # -- analysis ------------------------------------------------------------------------------------
     def _context(self, tr: "Trainer") -> AdvisorContext:
         counts = tr.data.train_counts()
-        return AdvisorContext(cfg=tr.cfg, it_cfg=self.it, history=list(tr.history),
-                              diagnosis=diagnose(tr.history, tr.cfg, counts, lang=self.it.report_language),
+        history = self.lineage(tr.history)
+        return AdvisorContext(cfg=tr.cfg, it_cfg=self.it, history=history,
+                              diagnosis=diagnose(history, tr.cfg, counts, lang=self.it.report_language),
                               class_names=tr.class_names, train_counts=counts,
                               past_interventions=list(self.records().values()), language=self.it.report_language)
 
@@ -220,6 +240,7 @@ class TuningController:
         lowered = updates.get("learning_rate", math.inf) < tr.cfg.learning_rate
         if features.get("collapsed") and lowered and tr.initial_weights is not None:
             tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
+            self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
                          "chance, so the current weights were only damage (a rollback to the last undamaged state)")
         record["apply_notes"] = notes + tr.apply_changes(updates)
@@ -252,6 +273,7 @@ class TuningController:
             force_revert is None and math.isfinite(best_after) and best_after >= before - p["margin"])
         if not keep:
             tr.restore(load_checkpoint(p["snapshot"]))
+            self.discarded.append([p["epoch"] + 1, epoch])
         if record is None:
             return
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731

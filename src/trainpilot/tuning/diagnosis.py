@@ -52,8 +52,8 @@ _T = {
     "lr_high": ("train_loss is rising or oscillating ({pct:+.1f}% per epoch, {sc} direction changes, max grad norm "
                 "{gmax:.3g}): lr {lr:g} looks too high", "train_loss 在上升或振荡（每轮 {pct:+.1f}%，方向变化 {sc} 次，"
                 "最大梯度范数 {gmax:.3g}）：学习率 {lr:g} 可能过高"),
-    "collapsed": ("train and val accuracy never rose above chance (best {ta:.3f} and {va:.3f} for {k} classes): the "
-                  "weights hold nothing worth keeping", "训练与验证准确率从未高于随机水平（{k} 类时最佳分别为 {ta:.3f} 和 {va:.3f}）："
+    "collapsed": ("val accuracy never rose above chance (best {va:.3f} for {k} classes; train {ta:.3f}): the "
+                  "weights hold nothing worth keeping", "验证准确率从未高于随机水平（{k} 类时最佳为 {va:.3f}；训练 {ta:.3f}）："
                   "当前权重没有值得保留的内容"),
     "lr_slow": ("the loss falls smoothly but slowly ({a:.4g} -> {b:.4g} over {n} epochs): lr {lr:g} has room to grow",
                 "损失平稳但缓慢地下降（{n} 轮内 {a:.4g} -> {b:.4g}）：学习率 {lr:g} 仍有提升空间"),
@@ -250,7 +250,8 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     osc, far = sc_t >= 2 and std_t > 0, near or ta[-1] < 0.9
     if n < 2 or not math.isfinite(t_trend):
         verdict = "too_high" if states else "unknown"
-    elif states or t_trend > 0.02 or osc or f["grad_norm_max"] > HUGE_GRAD_NORM or f["grad_norm_growth"] > 5:
+    elif (states or t_trend > 0.02 or osc or f["grad_norm_growth"] > 5
+          or (f["grad_norm_max"] > HUGE_GRAD_NORM and t_trend > -0.02)):  # big gradients matter when the loss stalls
         verdict = "too_high"
     elif abs(t_trend) < FLAT_REL and far:
         verdict = "too_low"
@@ -281,7 +282,7 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     # a smooth, slow descent at an lr in the lower half of the usual range: room for a larger lr
     slow = verdict == "ok" and sc_t == 0 and t_trend < 0 and cfg.learning_rate < math.sqrt(lo * hi)
     never = max(_finite(ta) or [math.nan]), max(_finite(va) or [math.nan])
-    f["collapsed"] = bool(near and verdict == "too_high" and all(x <= chance + max(0.05, 0.25 * chance) for x in never))
+    f["collapsed"] = bool(near and verdict == "too_high" and never[1] <= chance + max(0.05, 0.25 * chance))
     if f["collapsed"]:
         lr_ev = "; ".join(x for x in (lr_ev, _say(lang, "collapsed", ta=never[0], va=never[1], k=k)) if x)
     diverging = bool(states)  # a diverging run fits poorly because it diverges; that remedy comes first
