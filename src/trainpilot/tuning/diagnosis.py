@@ -208,7 +208,7 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     fv = _finite(vl[-2 * window:])
     f["val_loss_sign_changes"], f["train_loss_sign_changes"] = sc_v, sc_t
     f["val_loss_diff_std_rel"] = std_v / (sum(fv) / len(fv)) if fv and sum(fv) > 0 else math.nan
-    gm, gx = _finite(col("gn_mean")), _finite(col("gn_max"))
+    gm = _finite(col("gn_mean"))
     f["grad_norm_mean"] = sum(gm) / len(gm) if gm else math.nan
     gx = _finite(col("gn_max")[-window:])  # recent: one wild early epoch must not colour the verdict forever
     f["grad_norm_max"] = max(gx) if gx else math.nan
