@@ -53,7 +53,7 @@ SCENARIOS = {
     "plateau": make_history([0.6, 0.45, 0.4, 0.39, 0.385, 0.383], [0.7, 0.5, 0.45, 0.448, 0.447, 0.449],
                             [0.75, 0.83, 0.86, 0.87, 0.872, 0.873], [0.7, 0.8, 0.85, 0.851, 0.852, 0.85]),
     "unstable": make_history([1.0, 0.9, 0.8, 0.72, 0.65, 0.6], [1.0, 0.7, 0.9, 0.6, 0.85, 0.55],
-                             [0.55, 0.6, 0.64, 0.68, 0.7, 0.72], [0.5, 0.6, 0.55, 0.65, 0.58, 0.68]),
+                             [0.55, 0.6, 0.64, 0.68, 0.7, 0.72], [0.5, 0.6, 0.55, 0.6, 0.56, 0.59]),
     "imbalance": make_history([1.2, 0.9, 0.7, 0.55, 0.45], [1.1, 0.9, 0.75, 0.65, 0.58],
                               [0.5, 0.65, 0.75, 0.82, 0.86], [0.55, 0.68, 0.76, 0.8, 0.83],
                               recalls=[[0.6, 0.6, 0.6, 0.1]] * 4 + [[0.95, 0.92, 0.9, 0.05]]),
@@ -145,3 +145,12 @@ def test_a_run_that_never_rose_above_chance_at_a_high_lr_is_collapsed():
     assert d.features["collapsed"] and any("nothing worth keeping" in e for e in d.state("underfitting").evidence)
     assert not diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features["collapsed"]  # too low, not damaged
     assert not diagnose(SCENARIOS["healthy"], CFG, COUNTS).features["collapsed"]
+
+
+def test_early_oscillation_while_the_metric_climbs_is_not_instability():
+    climbing = make_history([1.0, 0.9, 0.8, 0.72, 0.65, 0.6], [1.0, 0.7, 0.9, 0.6, 0.85, 0.55],
+                            [0.55, 0.6, 0.64, 0.68, 0.7, 0.72], [0.5, 0.6, 0.55, 0.65, 0.58, 0.68])
+    assert not diagnose(climbing, CFG, COUNTS).state("unstable")
+    small_rise = make_history([1.0, 0.7, 0.5, 0.45, 0.44], [0.9, 0.6, 0.5, 0.51, 0.52],
+                              [0.6, 0.75, 0.83, 0.85, 0.86], [0.62, 0.72, 0.8, 0.8, 0.8])
+    assert not diagnose(small_rise, CFG, COUNTS).state("overfitting")  # +4% val loss over 2 epochs is noise

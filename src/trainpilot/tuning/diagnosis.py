@@ -302,7 +302,7 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     # overfitting
     vup = _run_up(vl)
     ev, sev = [], 0.0
-    if n >= 3 and vup >= 2 and tl[-1] < tl[-1 - vup]:
+    if n >= 3 and vup >= 2 and tl[-1] < tl[-1 - vup] and vl[-1] > 1.05 * vl[-1 - vup]:  # a rise beyond noise
         fall = (tl[-1 - vup] - tl[-1]) / tl[-1 - vup] if tl[-1 - vup] > 0 else 0.0
         ev.append(_say(lang, "val_rising", k=vup, a=vl[-1 - vup], b=vl[-1], pct=100 * fall))
         sev = min(0.9, 0.45 + 0.1 * vup + min(0.2, fall))
@@ -332,7 +332,9 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     ev, sev = [], 0.0
     rel_std = f["val_loss_diff_std_rel"]
     net = abs(fv[-1] - fv[0]) / (len(fv) - 1) if len(fv) > 1 else 0.0
-    if len(fv) >= 4 and sc_v >= 2 and sc_v >= 0.6 * (len(fv) - 2) and rel_std > 0.03 and std_v > net:
+    # early training oscillates too while the metric climbs: only an oscillation without progress is instability
+    stuck = f.get("plateau_improvement", math.nan) < PLATEAU_REL
+    if len(fv) >= 4 and sc_v >= 2 and sc_v >= 0.6 * (len(fv) - 2) and rel_std > 0.1 and std_v > net and stuck:
         ev.append(_say(lang, "oscillation", sc=sc_v, m=len(fv), std=std_v, rel=100 * rel_std))
         sev = min(0.8, 0.5 + 0.1 * (sc_v - 2))
     if f["grad_norm_growth"] > 5:
