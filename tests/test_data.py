@@ -55,7 +55,8 @@ def test_modes_are_converted_and_broken_files_skipped(tmp_path):
     data = prepare_data(cfg)
     skipped = {p.rsplit("/", 1)[-1] for p, _ in data.skipped}
     assert skipped == {"broken.jpg", "notes.txt"}
-    assert data.train.images.shape[1:] == (3, 24, 24) and data.train.images.dtype == torch.uint8
+    assert data.val.images.shape[1:] == (3, 24, 24) and data.train.images.dtype == torch.uint8
+    assert data.train.images.shape[1:] == (3, 30, 30)  # train images are cached at train_cache_scale (1.25) x
     assert len(data.train) + len(data.val) == 9
 
 

@@ -47,7 +47,7 @@ def test_batching_and_accumulation(tiny_cfg, tmp_path):
     assert t.batches_per_epoch() == n // 4 and t.steps_per_epoch() == -(-(n // 4) // 3)
     off = _trainer(tiny_cfg, tmp_path, batch_size=4, gradient_accumulation_enabled=False, gradient_accumulation_steps=3)
     assert off.steps_per_epoch() == n // 4
-    assert t.data.train.images.shape[-1] == 32
+    assert t.data.val.images.shape[-1] == 32 and t.data.train.images.shape[-1] == 40  # x train_cache_scale 1.25
 
 
 @covers("dropout_rate", "activation_function")
