@@ -146,9 +146,9 @@ class TuningController:
         train = [r for r in self.lineage(tr.history) if r["phase"] == "train"]
         if not train:
             return False
-        last = train[-1]
-        if last.get("nonfinite_steps", 0) > 0 or not math.isfinite(num(last["loss"])):
+        if self._nonfinite(tr):
             return True
+        last = train[-1]
         earlier = [num(r["loss"]) for r in train[:-1] if math.isfinite(num(r["loss"]))]
         rising = bool(earlier) and num(last["loss"]) > earlier[-1]
         return rising and num(last["loss"]) > self.it.divergence_threshold * min(earlier)
