@@ -30,10 +30,13 @@ LR_TYPICAL = {("SGD", False): (1e-3, 1.0), ("SGD", True): (1e-4, 0.1)}
 LR_TYPICAL_ADAPTIVE = {False: (1e-4, 5e-3), True: (1e-5, 2e-3)}  # Adam, AdamW, RAdam, AdaBelief, RMSprop
 
 
+def fine_tuning(cfg: TrainConfig) -> bool:
+    return bool(cfg.use_pretrained or cfg.pretrained_path)
+
+
 def typical_lr(cfg: TrainConfig) -> tuple[float, float]:
     """The usual peak-lr range for ``cfg``'s optimizer, from scratch or from pretrained weights."""
-    pretrained = bool(cfg.use_pretrained or cfg.pretrained_path)
-    return LR_TYPICAL.get((cfg.optimizer, pretrained), LR_TYPICAL_ADAPTIVE[pretrained])
+    return LR_TYPICAL.get((cfg.optimizer, fine_tuning(cfg)), LR_TYPICAL_ADAPTIVE[fine_tuning(cfg)])
 
 _T = {
     "nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
@@ -57,6 +60,8 @@ _T = {
                   "当前权重没有值得保留的内容"),
     "lr_slow": ("the loss falls smoothly but slowly ({a:.4g} -> {b:.4g} over {n} epochs): lr {lr:g} has room to grow",
                 "损失平稳但缓慢地下降（{n} 轮内 {a:.4g} -> {b:.4g}）：学习率 {lr:g} 仍有提升空间"),
+    "fine_tuning": ("fine-tuning", "微调"),
+    "from_scratch": ("from scratch", "从头训练"),
     "lr_prior_high": ("lr {lr:g} is above the usual range for {opt} ({lo:g}-{hi:g}), so a flat loss means a stalled, "
                       "not a slow, network", "学习率 {lr:g} 高于 {opt} 的常用范围（{lo:g}-{hi:g}），损失停滞说明网络已失效而非学得慢"),
     "lr_prior_low": ("lr {lr:g} is below the usual range for {opt} ({lo:g}-{hi:g})",
@@ -258,8 +263,7 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     else:
         verdict = "ok"
     lo, hi = typical_lr(cfg)
-    tuned = bool(cfg.use_pretrained or cfg.pretrained_path)
-    opt = f"{cfg.optimizer} " + (("微调" if tuned else "从头训练") if lang == "zh" else ("fine-tuning" if tuned else "from scratch"))
+    opt = f"{cfg.optimizer} " + _say(lang, "fine_tuning" if fine_tuning(cfg) else "from_scratch")
     # a run that does not do well, at an lr outside the usual range, is read as the lr's fault
     poor = near or ta[-1] < 0.9 or ta[-1] - va[-1] > 0.1
     prior = None

@@ -19,6 +19,8 @@ from .base import Advisor, AdvisorContext
 STATE_NAMES = {"zh": {"healthy": "健康", "underfitting": "欠拟合", "overfitting": "过拟合", "diverging": "发散",
                       "plateau": "停滞", "unstable": "不稳定", "imbalance": "类别不均衡"}}
 QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "plateau": 1, "unstable": 2}
+# Schedules that keep lowering the lr by themselves (no plateau cut needed), and schedules that cut it
+# early and hard (a starved run is better off on a cosine); ExponentialLR is both.
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
 STEP_DECAY = ("StepLR", "MultiStepLR", "ExponentialLR")
 REVERTED_STATUSES = ("reverted", "rolled_back")
