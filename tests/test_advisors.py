@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import pytest
 from test_diagnosis import CLASSES, COUNTS, SCENARIOS  # tests/ is on sys.path, as for llm_server
@@ -58,7 +59,7 @@ class FakeClient(LLMClient):
     ("underfitting_high_lr", {"learning_rate": 1e-4, "gradient_clipping": True}),  # also oscillating
     ("plateau", {"learning_rate": 3e-4}),
     ("unstable", {"learning_rate": 5e-4, "gradient_clipping": True}),
-    ("imbalance", {"use_class_weights": True}),
+    ("imbalance", {"use_class_weights": True, "weight_strategy": "log_inverse"}),  # 12.5:1
     ("healthy", {}),
 ])
 def test_rule_remedy_per_state(name, expect):
@@ -73,6 +74,36 @@ def test_rule_remedy_per_state(name, expect):
 def test_a_plateau_under_an_annealing_schedule_gets_no_lr_cut():
     p = RuleAdvisor().advise(ctx("plateau", cfg=CFG))
     assert not p.changes and "CosineAnnealingLR schedule already lowers the lr" in p.analysis
+
+
+def test_class_weights_are_gentle_for_an_extreme_imbalance():
+    history = SCENARIOS["imbalance"]
+    mild = [100, 90, 80, 25]  # 4:1, balanced weights are fine
+    c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=diagnose(history, CFG, mild),
+                       class_names=CLASSES, train_counts=mild, past_interventions=[], language="en")
+    assert proposed(RuleAdvisor().advise(c)) == {"use_class_weights": True}
+    p = RuleAdvisor().advise(ctx("imbalance"))
+    assert "log_inverse weights (3.5:1 rather than the 12:1 of balanced weights)" in p.analysis, p.analysis
+    v = validate_proposal(p, CFG, IT, [500, 480, 450, 40], CLASSES)
+    w = v.new_config.class_weights
+    assert w["flies"] / w["ants"] == pytest.approx(1 + math.log(12.5), rel=1e-4)
+
+
+def test_a_cut_from_far_above_the_usual_range_lands_in_its_upper_half():
+    """lr 0.1 for AdamW from scratch (usual 1e-4 to 5e-3): x0.1 to 0.01, then to 2.5e-3 (not 1e-3)."""
+    history = SCENARIOS["underfitting_high_lr"]
+    got = []
+    for lr in (0.1, 0.01):
+        cfg = build_config({"learning_rate": lr})
+        c = AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, COUNTS),
+                           class_names=CLASSES, train_counts=COUNTS, past_interventions=[], language="en")
+        got.append(proposed(RuleAdvisor().advise(c))["learning_rate"])
+    assert got == [0.01, 2.5e-3]
+
+
+def test_no_exhausted_wording_when_nothing_was_reverted():
+    p = RuleAdvisor().advise(ctx("plateau", cfg=CFG))
+    assert "tried and reverted" not in p.analysis and "Proposed: no changes" in p.analysis
 
 
 def test_overfitting_remedies_regularize():

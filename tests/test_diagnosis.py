@@ -154,3 +154,13 @@ def test_early_oscillation_while_the_metric_climbs_is_not_instability():
     small_rise = make_history([1.0, 0.7, 0.5, 0.45, 0.44], [0.9, 0.6, 0.5, 0.51, 0.52],
                               [0.6, 0.75, 0.83, 0.85, 0.86], [0.62, 0.72, 0.8, 0.8, 0.8])
     assert not diagnose(small_rise, CFG, COUNTS).state("overfitting")  # +4% val loss over 2 epochs is noise
+
+
+def test_a_val_loss_rise_while_val_accuracy_sets_a_new_best_is_not_overfitting():
+    """After a warm restart the val loss can rise while the val accuracy climbs: bolder, not overfit."""
+    bolder = make_history([1.6, 1.3, 1.4, 1.0, 0.87, 0.85], [1.4, 1.2, 0.82, 0.84, 0.91, 0.92],
+                          [0.5, 0.55, 0.64, 0.72, 0.71, 0.72], [0.55, 0.6, 0.79, 0.71, 0.82, 0.83])
+    assert not diagnose(bolder, CFG, COUNTS).state("overfitting")
+    worse = make_history([1.6, 1.3, 1.4, 1.0, 0.87, 0.85], [1.4, 1.2, 0.82, 0.84, 0.91, 0.92],
+                         [0.5, 0.55, 0.64, 0.72, 0.71, 0.72], [0.55, 0.6, 0.79, 0.71, 0.74, 0.75])
+    assert diagnose(worse, CFG, COUNTS).state("overfitting")

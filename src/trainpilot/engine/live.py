@@ -67,7 +67,7 @@ def rebuild_schedule(tr: "Trainer", keep_progress: bool) -> None:
         _fast_forward(tr.schedule, tr.epoch, spe)
         tr.schedule.set_peak_lr(peak)
     else:
-        # a fresh optimizer state at full lr jolts the weights: ramp up over (at least) one epoch
+        # a new peak lr (and maybe a fresh optimizer state) at once jolts the weights: ramp up over >= one epoch
         tr.schedule = LRSchedule(tr.cfg, spe, max(1, tr.cfg.num_epochs - tr.epoch), min_warmup=spe)
 
 
@@ -94,11 +94,17 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
     notes = []
     restart = [k for k in RESTART_KEYS if k in changes and changes[k] != getattr(old, k)]
     if restart:
-        tr.optimizer = build_optimizer(tr.model, tr.cfg)
+        # a new optimizer only for a new optimizer type: a fresh Adam state takes full-size steps in every
+        # coordinate at once, so a batch size or schedule change keeps the moments it has learned
+        fresh = "optimizer" in restart
+        if fresh:
+            tr.optimizer = build_optimizer(tr.model, tr.cfg)
+        elif "weight_decay" in changes:
+            set_weight_decay(tr.optimizer, tr.cfg.weight_decay)
         rebuild_schedule(tr, keep_progress=False)
-        notes.append(f"warm restart from the current weights for {', '.join(restart)}: new optimizer and "
-                     f"{tr.cfg.lr_scheduler} schedule over the remaining {tr.cfg.num_epochs - tr.epoch} epochs, "
-                     f"warming up over {tr.schedule.warmup} steps")
+        notes.append(f"warm restart from the current weights for {', '.join(restart)}: "
+                     f"{'new optimizer' if fresh else 'optimizer state kept'}, {tr.cfg.lr_scheduler} schedule over "
+                     f"the remaining {tr.cfg.num_epochs - tr.epoch} epochs, warming up over {tr.schedule.warmup} steps")
     else:
         if any(k in changes for k in SCHEDULE_KEYS):
             rebuild_schedule(tr, keep_progress=True)

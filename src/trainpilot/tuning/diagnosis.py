@@ -306,7 +306,11 @@ def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | No
     # overfitting
     vup = _run_up(vl)
     ev, sev = [], 0.0
-    if n >= 3 and vup >= 2 and tl[-1] < tl[-1 - vup] and vl[-1] > 1.05 * vl[-1 - vup]:  # a rise beyond noise
+    # a rise beyond noise, while the monitored metric set no new best (a val loss that rises while the
+    # val accuracy climbs is the model getting bolder on what it gets right, not overfitting)
+    fm = [x if math.isfinite(x) else -math.inf for x in m]
+    new_best = mon != "val_loss" and 0 < vup < n and max(fm[-vup:]) > max(fm[:-vup])
+    if n >= 3 and vup >= 2 and tl[-1] < tl[-1 - vup] and vl[-1] > 1.05 * vl[-1 - vup] and not new_best:
         fall = (tl[-1 - vup] - tl[-1]) / tl[-1 - vup] if tl[-1 - vup] > 0 else 0.0
         ev.append(_say(lang, "val_rising", k=vup, a=vl[-1 - vup], b=vl[-1], pct=100 * fall))
         sev = min(0.9, 0.45 + 0.1 * vup + min(0.2, fall))

@@ -24,6 +24,9 @@ QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "p
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
 STEP_DECAY = ("StepLR", "MultiStepLR", "ExponentialLR")
 REVERTED_STATUSES = ("reverted", "rolled_back")
+# Above this count ratio, class weights use log_inverse: balanced weights (count ratio : 1) let a few
+# minority images dominate each batch's gradient and over-predict the minority class.
+GENTLE_WEIGHTS_ABOVE = 8.0
 
 _WHY = {
     "lr_down_div": ("the loss is blowing up: learning rate x{f:g}", "损失发散：学习率 x{f:g}"),
@@ -48,6 +51,10 @@ _WHY = {
     "augment": ("data augmentation on", "启用数据增强"),
     "dropout": ("more dropout before the classifier ({v:g})", "提高分类头前的 dropout（{v:g}）"),
     "weights": ("weight the loss by class ({s}) so minority classes count", "按类别加权损失（{s}），提高少数类的权重"),
+    "weights_gentle": ("weight the loss by class with log_inverse weights ({w:.1f}:1 rather than the {r:.0f}:1 of balanced "
+                       "weights) so the minority class counts without dominating every batch it appears in",
+                       "按类别加权损失，采用 log_inverse 权重（{w:.1f}:1，而非 balanced 权重的 {r:.0f}:1），"
+                       "使少数类受到重视而不主导其所在批次的梯度"),
     "lr_plateau": ("the monitored metric has stopped improving: learning rate x{f:g}",
                    "监控指标不再提升：学习率 x{f:g}"),
     "lr_unstable": ("the validation loss oscillates: learning rate x{f:g}", "验证损失振荡：学习率 x{f:g}"),
@@ -123,7 +130,10 @@ class RuleAdvisor(Advisor):
                 low = typical_lr(cfg)[0]  # the verdict is "too high", so never below the usual range
                 if cfg.learning_rate <= low:
                     return [clip]
-                new = max(self._lr(ctx, f), low)
+                # From above the usual range, land no lower than half its top: a cut to lr/10 from just
+                # above it would leave a rescued run training at a fraction of a normal rate.
+                floor = typical_high / 2 if cfg.learning_rate > typical_high else low
+                new = max(self._lr(ctx, f), floor)
                 return [([("learning_rate", new)], "lr_down_high", {"f": _r3(new / cfg.learning_rate)}), clip]
             trend = feats.get("train_loss_trend", math.nan)
             flat = math.isfinite(trend) and abs(trend) < FLAT_REL / 10
@@ -155,10 +165,14 @@ class RuleAdvisor(Advisor):
             if not (isinstance(recall, (int, float)) and recall < 0.5):
                 return []
             units = [("use_class_weights", True)]
+            ratio = feats.get("imbalance_ratio", 1.0)
+            if ratio > GENTLE_WEIGHTS_ABOVE and cfg.weight_strategy in ("balanced", "inverse", "none"):
+                # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient
+                units.append(("weight_strategy", "log_inverse"))
+                return [(units, "weights_gentle", {"w": 1 + math.log(ratio), "r": ratio})]
             if cfg.weight_strategy == "none" or (cfg.weight_strategy == "custom" and not cfg.class_weights):
                 units.append(("weight_strategy", "balanced"))
-            strategy = dict(units).get("weight_strategy", cfg.weight_strategy)
-            return [(units, "weights", {"s": strategy})]
+            return [(units, "weights", {"s": dict(units).get("weight_strategy", cfg.weight_strategy)})]
         return []
 
     def advise(self, context: AdvisorContext) -> Proposal:
@@ -172,7 +186,7 @@ class RuleAdvisor(Advisor):
         evidence = {s.state: s.evidence for s in diag.states}
         chosen: dict[str, ProposedChange] = {}
         skipped: list[str] = []
-        lines = []
+        exhausted, lines = False, []
         for st in ctx.diagnosis.states:
             if st.state == "healthy":
                 continue
@@ -194,6 +208,7 @@ class RuleAdvisor(Advisor):
                 hit = [f"{k} {d}" for k, d in hit if (k, d) in blocked]
                 if hit:
                     skipped.append(f"{', '.join(hit)}{o}{txt['reverted']}{c}")
+                    exhausted = True
                     continue
                 reason = f"{label}{col}{_WHY[why][1 if lang == 'zh' else 0].format(**args)}"
                 for k, v in todo[: MAX_CHANGES - len(chosen)]:
@@ -210,6 +225,6 @@ class RuleAdvisor(Advisor):
         if skipped:
             out.append(f"{txt['skip']}{col}" + sep.join(skipped))
         if not chosen:
-            out.append(txt["exhausted"] if skipped else f"{txt['prop']}{col}{txt['none']}")
+            out.append(txt["exhausted"] if exhausted else f"{txt['prop']}{col}{txt['none']}")
         return Proposal(analysis="\n".join(out), changes=list(chosen.values()), advisor=self.name,
                         detail={"primary": ctx.diagnosis.primary, "skipped": skipped})
