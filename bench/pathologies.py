@@ -1,10 +1,11 @@
 """The pathology suite: does the tuning controller rescue broken runs, and what does it cost a healthy one?
 
-    .venv/bin/python bench/pathologies.py [--epochs 15] [--only lr_high,imbalance]
+    .venv/bin/python bench/pathologies.py [--epochs 15] [--only lr_x50,imbalance_1_20] [--seeds 42,0]
 
 On neu-cls with mobilenetv3_small_100 at 128 px and a fixed epoch budget, each starting config is
 trained twice, with the controller off and with the rule advisor on, and the best checkpoint is
-scored on the test split (macro-F1). "gap closed" = (rules - off) / (healthy - off).
+scored on the test split (macro-F1). "gap closed" = (rules - off) / (healthy - off), from the
+means over ``--seeds`` (each seed changes the initialization, the batch order and the augmentation).
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def pathologies(data: Path, tmp: Path) -> dict[str, tuple[dict, Path]]:
     }
 
 
-def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: int) -> dict:
+def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: int, seed: int) -> dict:
     cfg = {"model_name": "mobilenetv3_small_100", "image_size": 128, "use_tensorboard": False,
-           **overrides, "data_dir": str(data), "num_epochs": epochs, "early_stopping": False,
+           **overrides, "data_dir": str(data), "num_epochs": epochs, "early_stopping": False, "seed": seed,
            "intelligent_training": {"enabled": controller, "advisor": "rules"}}
     run = trainpilot.train(cfg, runs_dir=runs, quiet=True)
     test = evaluate_split(load_trained(run.dir), data, split="test")
@@ -67,12 +68,18 @@ def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: 
                         for a in latest.values() if a["changes"]]}
 
 
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "neu-cls")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--only", default="")
+    parser.add_argument("--seeds", default="42", help="comma-separated run seeds; the table shows means")
     args = parser.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
     tmp = Path(tempfile.mkdtemp())
     results: dict[str, dict] = {}
     try:
@@ -80,19 +87,24 @@ def main() -> None:
         names = [n for n in cases if not args.only or n in args.only.split(",") or n == "healthy"]
         for name in names:
             overrides, data = cases[name]
-            off = run_once(data, tmp / "runs", overrides, False, args.epochs)
-            on = run_once(data, tmp / "runs", overrides, True, args.epochs)
-            results[name] = {"off": off, "rules": on}
-            print(json.dumps({name: results[name]}, ensure_ascii=False), flush=True)
+            results[name] = {"off": [], "rules": []}
+            for seed in seeds:
+                for mode, on in (("off", False), ("rules", True)):
+                    results[name][mode].append(run_once(data, tmp / "runs", overrides, on, args.epochs, seed))
+                print(json.dumps({name: {m: r[-1] for m, r in results[name].items()}, "seed": seed},
+                                 ensure_ascii=False), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    healthy = results["healthy"]["off"]["macro_f1"]
-    print("\n| start | controller off | rules on | gap closed | overhead | what the controller did |\n|---|---|---|---|---|---|")
+    healthy = mean([r["macro_f1"] for r in results["healthy"]["off"]])
+    print(f"\nseeds {args.seeds}, {args.epochs} epochs; test macro-F1 (mean over seeds)")
+    print("\n| start | controller off | rules on | gap closed | overhead | what the controller did (first seed) |\n"
+          "|---|---|---|---|---|---|")
     for name, r in results.items():
-        off, on = r["off"]["macro_f1"], r["rules"]["macro_f1"]
+        off, on = mean([x["macro_f1"] for x in r["off"]]), mean([x["macro_f1"] for x in r["rules"]])
         gap = "" if name == "healthy" or healthy - off <= 1e-9 else f"{(on - off) / (healthy - off):.0%}"
-        print(f"| {name} | {off:.4f} | {on:.4f} | {gap} | {r['rules']['overhead']:.2%} | "
-              f"{'; '.join(r['rules']['changes']) or 'nothing'} |")
+        overhead = max(x["overhead"] for x in r["rules"])
+        print(f"| {name} | {off:.4f} | {on:.4f} | {gap} | {overhead:.2%} | "
+              f"{'; '.join(r['rules'][0]['changes']) or 'nothing'} |")
 
 
 if __name__ == "__main__":
