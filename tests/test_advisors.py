@@ -83,7 +83,7 @@ def test_class_weights_are_gentle_for_an_extreme_imbalance():
                        class_names=CLASSES, train_counts=mild, past_interventions=[], language="en")
     assert proposed(RuleAdvisor().advise(c)) == {"use_class_weights": True}
     p = RuleAdvisor().advise(ctx("imbalance"))
-    assert "log_inverse weights (3.5:1 rather than the 12:1 of balanced weights)" in p.analysis, p.analysis
+    assert "log_inverse weights (3.5:1 rather than the 12.5:1 of balanced weights)" in p.analysis, p.analysis
     v = validate_proposal(p, CFG, IT, [500, 480, 450, 40], CLASSES)
     w = v.new_config.class_weights
     assert w["flies"] / w["ants"] == pytest.approx(1 + math.log(12.5), rel=1e-4)

@@ -14,6 +14,7 @@ Policy, in the order it runs at each epoch boundary:
 A change is judged after ``evaluation_window`` epochs, or after ``fast_evaluation_window`` when it
 was made to a clearly broken run (accuracy near chance, non-finite loss, lr outside the usual
 range), so a run started at lr x1000 too low gets its three x10 steps in a few epochs, not ten.
+A warm restart ramps its lr up first; its ``evaluation_window`` starts when the ramp is over.
 
 Each epoch is analysed at most once, and every adjustment is one record in adjustments.jsonl
 (re-written as its status changes) with one report. All state lives in :meth:`state_dict`.
@@ -33,6 +34,7 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
+from trainpilot.engine.live import RESTART_KEYS
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
@@ -243,12 +245,16 @@ class TuningController:
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
                          "chance, so the current weights were only damage (a rollback to the last undamaged state)")
+        restart = any(k in updates and updates[k] != getattr(tr.cfg, k) for k in RESTART_KEYS)
         record["apply_notes"] = notes + tr.apply_changes(updates)
         record["config_after"] = tr.cfg.to_dict()
         record["status"] = "applied" if record["status"] != "approved" else "approved"
         self.applied += 1
         self.cooldown_until = epoch + self.it.cooldown_epochs - 1
         window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
+        if restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
+            window = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch())) + self.it.evaluation_window
+        window = max(1, min(window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
         values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]

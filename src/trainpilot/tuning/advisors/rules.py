@@ -51,10 +51,12 @@ _WHY = {
     "augment": ("data augmentation on", "启用数据增强"),
     "dropout": ("more dropout before the classifier ({v:g})", "提高分类头前的 dropout（{v:g}）"),
     "weights": ("weight the loss by class ({s}) so minority classes count", "按类别加权损失（{s}），提高少数类的权重"),
-    "weights_gentle": ("weight the loss by class with log_inverse weights ({w:.1f}:1 rather than the {r:.0f}:1 of balanced "
+    "weights_gentle": ("weight the loss by class with log_inverse weights ({w:.1f}:1 rather than the {r:.3g}:1 of balanced "
                        "weights) so the minority class counts without dominating every batch it appears in",
-                       "按类别加权损失，采用 log_inverse 权重（{w:.1f}:1，而非 balanced 权重的 {r:.0f}:1），"
+                       "按类别加权损失，采用 log_inverse 权重（{w:.1f}:1，而非 balanced 权重的 {r:.3g}:1），"
                        "使少数类受到重视而不主导其所在批次的梯度"),
+    "weights_full": ("the minority class still has recall {rec:.2f} with log_inverse weights: balanced weights "
+                     "({r:.3g}:1)", "使用 log_inverse 权重后少数类召回率仍为 {rec:.2f}：改用 balanced 权重（{r:.3g}:1）"),
     "lr_plateau": ("the monitored metric has stopped improving: learning rate x{f:g}",
                    "监控指标不再提升：学习率 x{f:g}"),
     "lr_unstable": ("the validation loss oscillates: learning rate x{f:g}", "验证损失振荡：学习率 x{f:g}"),
@@ -164,8 +166,11 @@ class RuleAdvisor(Advisor):
             recall = feats.get("minority_recall", feats.get("min_class_recall", 1.0))
             if not (isinstance(recall, (int, float)) and recall < 0.5):
                 return []
-            units = [("use_class_weights", True)]
             ratio = feats.get("imbalance_ratio", 1.0)
+            if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
+                # the gentle weights did not lift the minority recall: escalate to the full ratio
+                return [([("weight_strategy", "balanced")], "weights_full", {"r": ratio, "rec": recall})]
+            units = [("use_class_weights", True)]
             if ratio > GENTLE_WEIGHTS_ABOVE and cfg.weight_strategy in ("balanced", "inverse", "none"):
                 # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient
                 units.append(("weight_strategy", "log_inverse"))
