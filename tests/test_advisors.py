@@ -89,6 +89,16 @@ def test_class_weights_are_gentle_for_an_extreme_imbalance():
     assert w["flies"] / w["ants"] == pytest.approx(1 + math.log(12.5), rel=1e-4)
 
 
+def test_gentle_class_weights_escalate_to_balanced_when_the_minority_recall_stays_poor():
+    gentle = build_config({**CFG.to_dict(), "use_class_weights": True, "weight_strategy": "log_inverse"})
+    p = RuleAdvisor().advise(ctx("imbalance", cfg=gentle))
+    assert proposed(p) == {"weight_strategy": "balanced"} and "still has recall 0.05" in p.analysis
+    v = validate_proposal(p, gentle, IT, [500, 480, 450, 40], CLASSES)
+    assert v.new_config.class_weights["flies"] / v.new_config.class_weights["ants"] == pytest.approx(12.5)
+    past = [{"changes": [{"key": "weight_strategy", "old": "log_inverse", "new": "balanced"}], "status": "reverted"}]
+    assert not RuleAdvisor().advise(ctx("imbalance", cfg=gentle, past=past)).changes
+
+
 def test_a_cut_from_far_above_the_usual_range_lands_in_its_upper_half():
     """lr 0.1 for AdamW from scratch (usual 1e-4 to 5e-3): x0.1 to 0.01, then to 2.5e-3 (not 1e-3)."""
     history = SCENARIOS["underfitting_high_lr"]

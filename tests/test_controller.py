@@ -327,6 +327,22 @@ def test_clearly_broken_runs_are_judged_after_fast_evaluation_window(tiny_cfg, t
     assert ctl.pending["eval_epoch"] == 4
 
 
+def test_a_warm_restart_is_judged_after_its_lr_ramp(tiny_cfg, tmp_path):
+    """The ramp epoch of a warm restart does not count: its evaluation_window starts after it."""
+    t, _ = build_trainer({**tiny_cfg, "num_epochs": 10}, runs_dir=tmp_path)
+    t.run.create()
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.5}]
+    t.epoch = 1
+    ctl = TuningController(_it(evaluation_window=2), run=t.run, advisor=Scripted())
+    ctl._apply(t, 1, {"adj_id": "adj_a", "status": "recorded"}, {"lr_scheduler": "StepLR"})
+    ramp = -(-t.schedule.warmup // t.steps_per_epoch())
+    assert ramp >= 1 and ctl.pending["eval_epoch"] == 1 + ramp + 2
+    ctl.pending = None
+    t.epoch = 8  # near the end the judgment comes at the last epoch, never sooner than the plain window
+    ctl._apply(t, 8, {"adj_id": "adj_b", "status": "recorded"}, {"lr_scheduler": "CosineAnnealingLR"})
+    assert ctl.pending["eval_epoch"] == 10
+
+
 def test_a_collapsed_run_restarts_from_its_initial_weights_with_the_lower_lr(tiny_cfg, tmp_path):
     t, _ = build_trainer({**tiny_cfg, "intelligent_training": IT}, runs_dir=tmp_path)
     t.run.create()

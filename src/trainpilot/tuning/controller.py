@@ -253,8 +253,8 @@ class TuningController:
         self.cooldown_until = epoch + self.it.cooldown_epochs - 1
         window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
         if restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
-            window = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch())) + self.it.evaluation_window
-        window = max(1, min(window, tr.cfg.num_epochs - epoch))
+            ramp = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch()))
+            window = max(window, min(ramp + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
         values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
