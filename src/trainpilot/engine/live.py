@@ -80,6 +80,11 @@ def _sync_modules(tr: "Trainer") -> None:
     rebuild_loss_and_mixup(tr)
 
 
+def restart_keys(cfg: TrainConfig, changes: dict[str, Any]) -> list[str]:
+    """The keys in ``changes`` that need a warm restart (they differ from ``cfg``)."""
+    return [k for k in RESTART_KEYS if k in changes and changes[k] != getattr(cfg, k)]
+
+
 def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
     """Apply ``changes`` (already validated by the action schema) at an epoch boundary.
 
@@ -92,7 +97,7 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
     if changes.get("use_class_weights") and "class_weights" not in changes:
         tr.cfg.class_weights = None  # recompute from the data instead of keeping stale values
     notes = []
-    restart = [k for k in RESTART_KEYS if k in changes and changes[k] != getattr(old, k)]
+    restart = restart_keys(old, changes)
     if restart:
         # a new optimizer only for a new optimizer type: a fresh Adam state takes full-size steps in every
         # coordinate at once, so a batch size or schedule change keeps the moments it has learned

@@ -34,7 +34,7 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
-from trainpilot.engine.live import RESTART_KEYS
+from trainpilot.engine.live import restart_keys
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
@@ -245,7 +245,7 @@ class TuningController:
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
                          "chance, so the current weights were only damage (a rollback to the last undamaged state)")
-        restart = any(k in updates and updates[k] != getattr(tr.cfg, k) for k in RESTART_KEYS)
+        restart = restart_keys(tr.cfg, updates)
         record["apply_notes"] = notes + tr.apply_changes(updates)
         record["config_after"] = tr.cfg.to_dict()
         record["status"] = "applied" if record["status"] != "approved" else "approved"
