@@ -89,8 +89,8 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
     """Apply ``changes`` (already validated by the action schema) at an epoch boundary.
 
     Returns one note per change saying how it took effect. Structural keys (batch_size,
-    optimizer, lr_scheduler) are applied by a warm restart: a new optimizer and schedule over the
-    remaining epochs, starting from the current weights, never from scratch.
+    optimizer, lr_scheduler) are applied by a warm restart: a new schedule over the remaining epochs
+    (and a new optimizer for a new optimizer type), starting from the current weights, never from scratch.
     """
     old = tr.cfg
     tr.cfg = build_config({**old.to_dict(), **changes})
@@ -98,14 +98,14 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
         tr.cfg.class_weights = None  # recompute from the data instead of keeping stale values
     notes = []
     restart = restart_keys(old, changes)
+    # a new optimizer only for a new optimizer type: a fresh Adam state takes full-size steps in every
+    # coordinate at once, so a batch size or schedule change keeps the moments it has learned
+    fresh = "optimizer" in restart
+    if fresh:
+        tr.optimizer = build_optimizer(tr.model, tr.cfg)
+    elif "weight_decay" in changes:
+        set_weight_decay(tr.optimizer, tr.cfg.weight_decay)
     if restart:
-        # a new optimizer only for a new optimizer type: a fresh Adam state takes full-size steps in every
-        # coordinate at once, so a batch size or schedule change keeps the moments it has learned
-        fresh = "optimizer" in restart
-        if fresh:
-            tr.optimizer = build_optimizer(tr.model, tr.cfg)
-        elif "weight_decay" in changes:
-            set_weight_decay(tr.optimizer, tr.cfg.weight_decay)
         rebuild_schedule(tr, keep_progress=False)
         notes.append(f"warm restart from the current weights for {', '.join(restart)}: "
                      f"{'new optimizer' if fresh else 'optimizer state kept'}, {tr.cfg.lr_scheduler} schedule over "
@@ -117,8 +117,6 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
         if "learning_rate" in changes:
             tr.schedule.set_peak_lr(tr.cfg.learning_rate)
             notes.append(f"peak lr set to {tr.cfg.learning_rate:g}; the schedule's shape continues from its current point")
-        if "weight_decay" in changes:
-            set_weight_decay(tr.optimizer, tr.cfg.weight_decay)
     _sync_modules(tr)
     if tr.cfg.use_class_weights and tr.cfg.class_weights:
         notes.append("class weights in use: " + ", ".join(f"{k}={v:g}" for k, v in tr.cfg.class_weights.items()))

@@ -161,12 +161,12 @@ class RuleAdvisor(Advisor):
             return [([("weight_decay", wd)], "more_wd", {"f": 3}), (smooth, "smoothing", {}), (mix, "mixup", {}),
                     ([("use_augmentation", True)], "augment", {}), ([("dropout_rate", drop)], "dropout", {"v": drop})]
         if state == "imbalance":
-            if feats.get("imbalance_ratio", 1.0) < 1.5:
+            ratio = feats.get("imbalance_ratio", 1.0)
+            if ratio < 1.5:
                 return []  # balanced counts: class weights would all be 1.0 and change nothing
             recall = feats.get("minority_recall", feats.get("min_class_recall", 1.0))
             if not (isinstance(recall, (int, float)) and recall < 0.5):
                 return []
-            ratio = feats.get("imbalance_ratio", 1.0)
             if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
                 # the gentle weights did not lift the minority recall: escalate to the full ratio
                 return [([("weight_strategy", "balanced")], "weights_full", {"r": ratio, "rec": recall})]
