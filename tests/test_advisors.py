@@ -146,7 +146,7 @@ def test_a_starved_run_gets_more_lr_more_steps_and_no_early_decay():
     history = make_history([1.96, 1.76, 1.6, 1.33], [2.0, 1.89, 1.46, 1.41], [0.28, 0.39, 0.44, 0.54],
                            [0.2, 0.45, 0.53, 0.59], lr=1e-4)
     d = diagnose(history, seed_like, COUNTS)
-    assert d.primary == "underfitting" and d.features["lr_verdict"] == "too_low"
+    assert d.primary == "underfitting" and d.features.lr_verdict == "too_low"
     c = AdvisorContext(cfg=seed_like, it_cfg=IT, history=history, diagnosis=d, class_names=CLASSES,
                        train_counts=COUNTS, past_interventions=[], language="en")
     p = RuleAdvisor().advise(c)
@@ -243,3 +243,55 @@ def test_create_advisor(monkeypatch):
     hybrid = create_advisor(IntelligentTrainingConfig(advisor="hybrid", llm=local))
     assert isinstance(hybrid, HybridAdvisor) and hybrid.llm.base_url == "http://127.0.0.1:9/v1"
     assert build_messages(ctx("healthy"))[0]["role"] == "system"
+
+
+def _majority_ctx(cfg, past=(), epochs=6):
+    from test_diagnosis import _collapsed_history
+
+    history, counts = _collapsed_history(epochs), [400, 30, 20, 10]
+    return AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, counts),
+                          class_names=CLASSES, train_counts=counts, past_interventions=list(past))
+
+
+def test_majority_collapse_remedies_escalate_one_step_at_a_time():
+    first = RuleAdvisor().advise(_majority_ctx(CFG))
+    assert proposed(first) == {"sampler": "balanced"}
+    balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
+    second = RuleAdvisor().advise(_majority_ctx(balanced))
+    assert proposed(second) == {"use_class_weights": True}  # weight_strategy is balanced already
+    weighted = build_config({**balanced.to_dict(), "use_class_weights": True, "weight_strategy": "balanced"})
+    third = RuleAdvisor().advise(_majority_ctx(weighted))
+    assert set(proposed(third)) == {"learning_rate"}
+    assert not {"weight_decay", "dropout_rate", "advanced_augmentation_enabled"} & set(proposed(first) | proposed(second))
+
+
+def test_a_reverted_imbalance_remedy_comes_back_when_minority_recall_stays_at_zero():
+    from trainpilot.tuning.advisors.rules import blocked_changes
+
+    reverted = [{"status": "reverted", "epoch": 1, "outcome": {"evaluated_at_epoch": 2},
+                 "changes": [{"key": "sampler", "old": "shuffle", "new": "balanced"}]}]
+    early = _majority_ctx(CFG, reverted, epochs=5)  # 3 epochs since the revert: not yet
+    assert "sampler" not in proposed(RuleAdvisor().advise(early))
+    assert ("sampler", 'to "balanced"') in blocked_changes(reverted, early.diagnosis.features, 4)
+    later = _majority_ctx(CFG, reverted, epochs=6)  # recall 0 for all 4 epochs since the revert: evidence grew
+    p = RuleAdvisor().advise(later)
+    assert proposed(p) == {"sampler": "balanced"} and "reverted at epoch 2, tried again" in p.analysis
+    assert blocked_changes(reverted, later.diagnosis.features, 4) == {}
+    other = [{**reverted[0], "changes": [{"key": "weight_decay", "old": 0.05, "new": 0.15}]}]
+    assert blocked_changes(other, later.diagnosis.features, 4)  # other reverts stay final
+
+
+def test_no_lr_raise_right_after_a_cut_from_above_the_usual_range():
+    """lr 0.02 -> 0.0025 (from far above Adam's range): a slowly falling loss afterwards does not undo the cut."""
+    slow = SCENARIOS["healthy"]
+    cfg = build_config({**CFG.to_dict(), "learning_rate": 0.0025, "weight_decay": 0.05})
+    cut = [{"status": "kept", "epoch": 3, "changes": [{"key": "learning_rate", "old": 0.02, "new": 0.0025}]}]
+    diag = diagnose(slow, cfg, COUNTS)
+    object.__setattr__(diag.features, "lr_verdict", "too_low")  # the reading that used to undo the cut
+    diag.states.insert(0, type(diag.states[0])("underfitting", 0.5, []))
+    c = AdvisorContext(cfg=cfg, it_cfg=IT, history=slow, diagnosis=diag, class_names=CLASSES, train_counts=COUNTS,
+                       past_interventions=cut)
+    p = RuleAdvisor().advise(c)
+    assert "learning_rate" not in proposed(p) and "no lr raise" in p.analysis
+    c.past_interventions = []
+    assert proposed(RuleAdvisor().advise(c)).get("learning_rate", 0) > 0.0025

@@ -78,13 +78,13 @@ def test_overfitting_evidence_names_the_trend():
     d = diagnose(SCENARIOS["overfitting"], CFG, COUNTS)
     ev = d.state("overfitting").evidence[0]
     assert "val_loss rose 3 epochs in a row" in ev and "train_loss fell 64%" in ev
-    assert d.features["loss_gap_slope"] > 0
+    assert d.features.loss_gap_slope > 0
 
 
 def test_lr_verdicts_from_the_loss_curve():
-    assert diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features["lr_verdict"] == "too_low"
+    assert diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features.lr_verdict == "too_low"
     d = diagnose(SCENARIOS["underfitting_high_lr"], CFG, COUNTS)
-    assert d.features["lr_verdict"] == "too_high"
+    assert d.features.lr_verdict == "too_high"
     assert any("too high" in e for e in d.state("underfitting").evidence)
 
 
@@ -105,13 +105,13 @@ def test_imbalance_names_the_collapsed_class_and_ratio():
     d = diagnose(SCENARIOS["imbalance"], CFG, [500, 480, 450, 40])
     ev = " ".join(d.state("imbalance").evidence)
     assert '"flies"' in ev and "recall 0.05" in ev and "12.5:1" in ev
-    assert d.features["imbalance_ratio"] == 12.5
+    assert d.features.imbalance_ratio == 12.5
 
 
 def test_one_epoch_and_empty_histories_are_handled():
     one = make_history([1.3], [1.2], [0.4], [0.45])
     d = diagnose(one, CFG, COUNTS)
-    assert d.primary == "healthy" and d.features["epochs"] == 1
+    assert d.primary == "healthy" and d.features.epochs == 1
     assert diagnose([], CFG, COUNTS).primary == "healthy"
     at_chance = diagnose(make_history([1.386], [1.386], [0.25], [0.25]), CFG, COUNTS)
     assert at_chance.state("underfitting").severity < 0.5  # one epoch is weak evidence
@@ -132,19 +132,19 @@ def test_an_lr_outside_the_usual_range_is_blamed_for_a_poor_run():
     poor = make_history([1.6, 1.3, 1.1, 1.0], [1.7, 1.5, 1.6, 1.4], [0.35, 0.5, 0.6, 0.66],
                         [0.3, 0.4, 0.35, 0.45], lr=0.01)
     high = diagnose(poor, build_config({"learning_rate": 0.01}), COUNTS)
-    assert high.features["lr_prior"] == "high" and high.features["lr_verdict"] == "too_high"
+    assert high.features.lr_prior == "high" and high.features.lr_verdict == "too_high"
     assert high.state("underfitting") and any("usual range" in e for e in high.state("underfitting").evidence)
     usual = diagnose(poor, build_config({"learning_rate": 2e-3}), COUNTS)
-    assert usual.features["lr_prior"] is None
+    assert usual.features.lr_prior is None
     low = diagnose(SCENARIOS["underfitting_flat"], build_config({"learning_rate": 1e-6}), COUNTS)
-    assert low.features["lr_prior"] == "low"
+    assert low.features.lr_prior == "low"
 
 
 def test_a_run_that_never_rose_above_chance_at_a_high_lr_is_collapsed():
     d = diagnose(SCENARIOS["underfitting_high_lr"], CFG, COUNTS)
-    assert d.features["collapsed"] and any("nothing worth keeping" in e for e in d.state("underfitting").evidence)
-    assert not diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features["collapsed"]  # too low, not damaged
-    assert not diagnose(SCENARIOS["healthy"], CFG, COUNTS).features["collapsed"]
+    assert d.features.collapsed and any("nothing worth keeping" in e for e in d.state("underfitting").evidence)
+    assert not diagnose(SCENARIOS["underfitting_flat"], CFG, COUNTS).features.collapsed  # too low, not damaged
+    assert not diagnose(SCENARIOS["healthy"], CFG, COUNTS).features.collapsed
 
 
 def test_early_oscillation_while_the_metric_climbs_is_not_instability():
@@ -164,3 +164,30 @@ def test_a_val_loss_rise_while_val_accuracy_sets_a_new_best_is_not_overfitting()
     worse = make_history([1.6, 1.3, 1.4, 1.0, 0.87, 0.85], [1.4, 1.2, 0.82, 0.84, 0.91, 0.92],
                          [0.5, 0.55, 0.64, 0.72, 0.71, 0.72], [0.55, 0.6, 0.79, 0.71, 0.74, 0.75])
     assert diagnose(worse, CFG, COUNTS).state("overfitting")
+
+
+def _collapsed_history(epochs=6):
+    """Train accuracy climbs and val loss rises (it would read as overfitting), but every val image is called ants."""
+    h = make_history([1.0, 0.8, 0.6, 0.45, 0.35, 0.3][:epochs], [0.9, 0.85, 0.88, 0.95, 1.05, 1.2][:epochs],
+                     [0.8, 0.84, 0.88, 0.92, 0.94, 0.95][:epochs], [0.57] * epochs,
+                     recalls=[[1.0, 0.0, 0.05, 0.0]] * epochs)
+    for r in h:
+        if r["phase"] == "val":
+            r["confusion_matrix"] = [[40, 0, 0, 0], [10, 0, 0, 0], [19, 0, 1, 0], [10, 0, 0, 0]]
+            r["macro_f1"] = r["val_macro_f1"] = 0.2
+    return h
+
+
+def test_a_model_that_predicts_only_the_majority_class_is_diagnosed_as_such():
+    d = diagnose(_collapsed_history(), CFG, [400, 30, 20, 10])
+    assert d.primary == "majority", d.to_dict()
+    ev = " ".join(d.state("majority").evidence)
+    assert "99% of the validation images are predicted as \"ants\"" in ev and "recall 0 for 6 epochs" in ev
+    assert d.features.at_baseline and d.features.minority_zero_epochs == 6
+    assert not d.state("overfitting") and not d.state("unstable")  # nothing learned: no regularisation verdicts
+    zh = d.in_language("zh").state("majority").evidence[0]
+    assert "被预测为 \"ants\"" in zh
+    # the same predictions on balanced counts are plain underfitting territory, not a majority collapse
+    assert not diagnose(_collapsed_history(), CFG, COUNTS).state("majority")
+    healthy = diagnose(SCENARIOS["healthy"], CFG, COUNTS)
+    assert not healthy.features.at_baseline and healthy.features.minority_zero_epochs == 0

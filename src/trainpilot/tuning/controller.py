@@ -40,8 +40,9 @@ from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import Proposal, validate_proposal
-from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor, reverted_changes
-from trainpilot.tuning.diagnosis import diagnose, num
+from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
+from trainpilot.tuning.advisors.rules import IMBALANCE_KEYS, blocked_changes
+from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -199,7 +200,8 @@ class TuningController:
     def _handle(self, tr: "Trainer", epoch: int, proposal: Proposal, diagnosis, trigger: str, asked_at: int) -> None:
         counts = tr.data.train_counts()
         validated = validate_proposal(proposal, tr.cfg, self.it, counts, tr.class_names,
-                                      reverted_changes(list(self.records().values())))
+                                      blocked_changes(list(self.records().values()), diagnosis.features,
+                                                      self.it.imbalance_evaluation_window))
         record = {
             "adj_id": new_adj_id(), "session_id": tr.session_id, "created_at": datetime.now().isoformat(),
             "epoch": epoch, "requested_at_epoch": asked_at, "advisor": proposal.advisor or self.it.advisor,
@@ -255,26 +257,31 @@ class TuningController:
         if restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
             ramp = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch()))
             window = max(window, min(ramp + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
+        if any(k in IMBALANCE_KEYS for k in updates):  # minority recall moves slower than accuracy
+            window = max(window, min(self.it.imbalance_evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
-        values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
+        metric = judge_metric(tr.cfg.monitor, tr.data.train_counts())
+        values = [monitor_value(r, metric) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
         diffs = [abs(b - a) for a, b in zip(finite[-6:], finite[-5:])]
         best = max(finite, default=0.0)
         # A val metric measured on n images moves by about sqrt(p(1-p)/n) by chance alone.
-        sampling = math.sqrt(max(best * (1 - best), 0.0) / max(1, len(tr.data.val))) if tr.cfg.monitor != "val_loss" else 0.0
+        sampling = math.sqrt(max(best * (1 - best), 0.0) / max(1, len(tr.data.val))) if metric != "val_loss" else 0.0
         margin = max(self.it.min_noise_margin, statistics.pstdev(diffs) if len(diffs) >= 2 else 0.0, sampling)
         self.pending = {"adj_id": record["adj_id"], "epoch": epoch, "eval_epoch": epoch + window,
-                        "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path)}
+                        "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path),
+                        "metric": metric}
 
     def _judge(self, tr: "Trainer", epoch: int, force_revert: str | None = None,
                force_keep: str | None = None) -> None:
         p, self.pending = self.pending, None
         self.next_due = epoch  # the outcome is new evidence: the run is looked at again now
         record = self.records().get(p["adj_id"])
-        after = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
+        metric = p.get("metric", tr.cfg.monitor)
+        after = [monitor_value(r, metric) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
         best_after = max(after, default=-math.inf)
         before = p["before"]
-        sign = -1.0 if tr.cfg.monitor == "val_loss" else 1.0
+        sign = -1.0 if metric == "val_loss" else 1.0
         keep = force_keep is not None or (
             force_revert is None and math.isfinite(best_after) and best_after >= before - p["margin"])
         if not keep:
@@ -284,12 +291,12 @@ class TuningController:
             return
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
         record["status"] = "kept" if keep else "reverted"
-        record["outcome"] = {"decision": record["status"], "metric": tr.cfg.monitor, "before": shown(before),
+        record["outcome"] = {"decision": record["status"], "metric": metric, "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
                              "evaluated_at_epoch": epoch, "why": force_revert or force_keep or (
-                                 "the monitored metric is within the noise margin of, or above, the pre-change best"
-                                 if keep else "the monitored metric fell below the pre-change best by more than the noise margin")}
+                                 f"{metric} is within the noise margin of, or above, the pre-change best"
+                                 if keep else f"{metric} fell below the pre-change best by more than the noise margin")}
         self._save(record, tr.history)
 
     def _apply_user_decisions(self, tr: "Trainer", epoch: int) -> None:
@@ -329,6 +336,13 @@ class TuningController:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def judge_metric(monitor: str, train_counts: list[int]) -> str:
+    """The metric a change is kept or rolled back on: the monitored one, except that accuracy alone never
+    judges imbalanced data (it rewards the majority class), where macro-F1 does."""
+    imbalanced = bool(train_counts) and max(train_counts) >= IMBALANCED * max(1, min(train_counts))
+    return "val_macro_f1" if monitor == "val_accuracy" and imbalanced else monitor
 
 
 def clearly_broken(diagnosis: dict | None) -> bool:

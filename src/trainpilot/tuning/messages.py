@@ -1,0 +1,147 @@
+"""Every sentence the tuning controller writes, in English and Chinese, in one catalogue.
+
+Findings and remedies carry a message key and its arguments (:class:`Msg`) and are rendered in
+the report's language only when shown: a run is diagnosed once and can be read in either language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # -- state names (English names are the state ids) --------------------------------------------
+    "state.healthy": ("healthy", "健康"),
+    "state.underfitting": ("underfitting", "欠拟合"),
+    "state.overfitting": ("overfitting", "过拟合"),
+    "state.diverging": ("diverging", "发散"),
+    "state.plateau": ("plateau", "停滞"),
+    "state.unstable": ("unstable", "不稳定"),
+    "state.imbalance": ("imbalance", "类别不均衡"),
+    "state.majority": ("collapsed to the majority class", "退化为只预测多数类"),
+    # -- evidence -------------------------------------------------------------------------------------
+    "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
+    "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",
+                           "第 {epoch} 轮有 {n}/{steps} 个训练步的损失为非有限值"),
+    "ev.blowup": ("train_loss {last:.4g} at epoch {epoch} is {ratio:.2f}x its best {best:.4g} (epoch {best_epoch}; "
+                  "threshold {thr:g}x)", "第 {epoch} 轮 train_loss {last:.4g} 是其最佳值 {best:.4g}（第 {best_epoch} 轮）的 "
+                  "{ratio:.2f} 倍（阈值 {thr:g} 倍）"),
+    "ev.loss_rising": ("train_loss rose {k} epochs in a row ({a:.4g} -> {b:.4g}, {pct:+.0f}% per epoch)",
+                       "train_loss 连续 {k} 轮上升（{a:.4g} -> {b:.4g}，每轮 {pct:+.0f}%）"),
+    "ev.near_chance": ("val_accuracy {va:.3f} is near chance ({chance:.3f} for {k} classes) after {n} epoch(s)",
+                       "训练 {n} 轮后 val_accuracy 为 {va:.3f}，接近随机猜测水平（{k} 类时为 {chance:.3f}）"),
+    "ev.not_fitting": ("train_accuracy is only {ta:.3f} after {n} epochs", "训练 {n} 轮后 train_accuracy 仅为 {ta:.3f}"),
+    "ev.lr_low": ("train_loss changes only {pct:.2f}% per epoch over the last {w} epochs ({a:.4g} -> {b:.4g}): "
+                  "lr {lr:g} looks too low", "最近 {w} 轮 train_loss 每轮仅变化 {pct:.2f}%（{a:.4g} -> {b:.4g}）：学习率 {lr:g} 可能过低"),
+    "ev.lr_high": ("train_loss is rising or oscillating ({pct:+.1f}% per epoch, {sc} direction changes, max grad norm "
+                   "{gmax:.3g}): lr {lr:g} looks too high", "train_loss 在上升或振荡（每轮 {pct:+.1f}%，方向变化 {sc} 次，"
+                   "最大梯度范数 {gmax:.3g}）：学习率 {lr:g} 可能过高"),
+    "ev.collapsed": ("val accuracy never rose above chance (best {va:.3f} for {k} classes; train {ta:.3f}): the "
+                     "weights hold nothing worth keeping", "验证准确率从未高于随机水平（{k} 类时最佳为 {va:.3f}；训练 {ta:.3f}）："
+                     "当前权重没有值得保留的内容"),
+    "ev.lr_slow": ("the loss falls smoothly but slowly ({a:.4g} -> {b:.4g} over {n} epochs): lr {lr:g} has room to grow",
+                   "损失平稳但缓慢地下降（{n} 轮内 {a:.4g} -> {b:.4g}）：学习率 {lr:g} 仍有提升空间"),
+    "ev.lr_prior_high": ("lr {lr:g} is above the usual range for {opt} ({lo:g}-{hi:g}), so a flat loss means a stalled, "
+                         "not a slow, network", "学习率 {lr:g} 高于 {opt} 的常用范围（{lo:g}-{hi:g}），损失停滞说明网络已失效而非学得慢"),
+    "ev.lr_prior_low": ("lr {lr:g} is below the usual range for {opt} ({lo:g}-{hi:g})",
+                        "学习率 {lr:g} 低于 {opt} 的常用范围（{lo:g}-{hi:g}）"),
+    "ev.fine_tuning": ("fine-tuning", "微调"),
+    "ev.from_scratch": ("from scratch", "从头训练"),
+    "ev.val_rising": ("val_loss rose {k} epochs in a row ({a:.4g} -> {b:.4g}) while train_loss fell {pct:.0f}%",
+                      "val_loss 连续 {k} 轮上升（{a:.4g} -> {b:.4g}），而 train_loss 下降了 {pct:.0f}%"),
+    "ev.acc_gap": ("train/val accuracy gap is {gap:.3f} (train {ta:.3f}, val {va:.3f}); val_loss is {pct:.0f}% above "
+                   "its best {best:.4g}", "训练/验证准确率差距为 {gap:.3f}（训练 {ta:.3f}，验证 {va:.3f}）；val_loss 比其最佳值 "
+                   "{best:.4g} 高 {pct:.0f}%"),
+    "ev.plateau": ("{metric} has not improved by 1% over the last {w} epochs (best {recent:.4g} vs {before:.4g} before: "
+                   "{pct:+.2f}%)", "最近 {w} 轮 {metric} 提升不足 1%（最佳 {recent:.4g}，此前 {before:.4g}：{pct:+.2f}%）"),
+    "ev.oscillation": ("val_loss changed direction {sc} times in the last {m} epochs (std of its changes {std:.3g}, "
+                       "{rel:.0f}% of its mean)", "最近 {m} 轮 val_loss 方向变化 {sc} 次（变化量标准差 {std:.3g}，为均值的 {rel:.0f}%）"),
+    "ev.grad_growth": ("mean gradient norm grew {g:.1f}x over the last {w} epochs ({a:.3g} -> {b:.3g})",
+                       "最近 {w} 轮平均梯度范数增长了 {g:.1f} 倍（{a:.3g} -> {b:.3g}）"),
+    "ev.class_collapse": ("class {name} has recall {r:.2f} while the mean recall is {mean:.2f}",
+                          "类别 {name} 的召回率为 {r:.2f}，而平均召回率为 {mean:.2f}"),
+    "ev.minority": ("training counts are imbalanced {ratio:.1f}:1 (largest {big} = {nb}, smallest {small} = {ns}); "
+                    "the smallest class has recall {r:.2f}", "训练样本数不均衡 {ratio:.1f}:1（最多 {big} = {nb}，最少 {small} = {ns}）；"
+                    "最少类别的召回率为 {r:.2f}"),
+    "ev.majority": ("{share:.0%} of the validation images are predicted as {name} ({base:.0%} of them are {name}); "
+                    "{zero} of {k} classes have recall 0 (macro-F1 {f1:.3f})",
+                    "{share:.0%} 的验证图像被预测为 {name}（其中真实为 {name} 的占 {base:.0%}）；{k} 个类别中有 {zero} 个召回率为 0"
+                    "（macro-F1 {f1:.3f}）"),
+    "ev.minority_zero": ("class {name} has had recall 0 for {n} epochs in a row", "类别 {name} 已连续 {n} 轮召回率为 0"),
+    "ev.healthy": ("{metric} moved from {a:.4g} to {b:.4g} over the last {w} epochs; no problem found",
+                   "最近 {w} 轮 {metric} 从 {a:.4g} 变为 {b:.4g}；未发现问题"),
+    "ev.no_history": ("no epochs recorded yet", "尚无训练记录"),
+    # -- remedies -------------------------------------------------------------------------------------
+    "why.lr_down_div": ("the loss is blowing up: learning rate x{f:g}", "损失发散：学习率 x{f:g}"),
+    "why.clip_on": ("clip the global gradient norm at {v:g} to stop single bad steps",
+                    "将全局梯度范数裁剪到 {v:g}，避免个别异常步"),
+    "why.accum_up": ("average gradients over {s} micro-batches for a steadier step",
+                     "在 {s} 个微批次上累积梯度，使更新更平稳"),
+    "why.lr_up": ("the loss barely moves, so the learning rate looks too low: x{f:g}", "损失几乎不变，学习率可能过低：x{f:g}"),
+    "why.lr_down_high": ("the loss is rising or oscillating, so the learning rate looks too high: x{f:g}",
+                         "损失上升或振荡，学习率可能过高：x{f:g}"),
+    "why.accum_off": ("only {s} optimizer steps per epoch: gradient accumulation off, so each batch updates the weights",
+                      "每轮仅 {s} 次优化步：关闭梯度累积，每个批次都更新权重"),
+    "why.cosine": ("the {old} schedule cuts the lr while the model still underfits: a cosine schedule over the remaining "
+                   "epochs (warm restart from the current weights)", "{old} 在模型仍欠拟合时就降低学习率：改为余弦调度"
+                   "覆盖剩余轮次（从当前权重热重启）"),
+    "why.less_dropout": ("the model does not fit the training data: less dropout", "模型未能拟合训练数据：降低 dropout"),
+    "why.less_wd": ("the model does not fit the training data: less weight decay", "模型未能拟合训练数据：降低权重衰减"),
+    "why.no_mixup": ("the model does not fit the training data: mixup/cutmix off", "模型未能拟合训练数据：关闭 mixup/cutmix"),
+    "why.more_wd": ("more weight decay (x{f:g}) to regularize", "增大权重衰减（x{f:g}）以加强正则化"),
+    "why.smoothing": ("label smoothing against over-confident predictions", "启用标签平滑，抑制过度自信的预测"),
+    "why.mixup": ("mixup/cutmix as a strong regularizer", "启用 mixup/cutmix 作为强正则化"),
+    "why.augment": ("data augmentation on", "启用数据增强"),
+    "why.dropout": ("more dropout before the classifier ({v:g})", "提高分类头前的 dropout（{v:g}）"),
+    "why.weights": ("weight the loss by class ({s}) so minority classes count", "按类别加权损失（{s}），提高少数类的权重"),
+    "why.weights_gentle": ("weight the loss by class with log_inverse weights ({w:.1f}:1 rather than the {r:.3g}:1 of "
+                           "balanced weights) so the minority class counts without dominating every batch it appears in",
+                           "按类别加权损失，采用 log_inverse 权重（{w:.1f}:1，而非 balanced 权重的 {r:.3g}:1），"
+                           "使少数类受到重视而不主导其所在批次的梯度"),
+    "why.weights_full": ("the minority class still has recall {rec:.2f} with log_inverse weights: balanced weights "
+                         "({r:.3g}:1)", "使用 log_inverse 权重后少数类召回率仍为 {rec:.2f}：改用 balanced 权重（{r:.3g}:1）"),
+    "why.sampler": ("draw training images class-balanced ({s} sampling), so every batch shows the minority classes",
+                    "按类别均衡地抽取训练图像（{s} 采样），让每个批次都包含少数类"),
+    "why.lr_majority_down": ("the model predicts one class while the loss stalls: learning rate x{f:g}",
+                             "模型只预测一个类别且损失停滞：学习率 x{f:g}"),
+    "why.lr_majority_up": ("the model predicts one class and the loss barely moves: learning rate x{f:g}",
+                           "模型只预测一个类别且损失几乎不变：学习率 x{f:g}"),
+    "why.lr_plateau": ("the monitored metric has stopped improving: learning rate x{f:g}", "监控指标不再提升：学习率 x{f:g}"),
+    "why.lr_unstable": ("the validation loss oscillates: learning rate x{f:g}", "验证损失振荡：学习率 x{f:g}"),
+    # -- the rule advisor's text ------------------------------------------------------------------------
+    "txt.diag": ("Diagnosis", "诊断"),
+    "txt.sev": ("severity", "严重程度"),
+    "txt.prop": ("Proposed", "建议"),
+    "txt.skip": ("Skipped", "跳过"),
+    "txt.none": ("no changes", "无变更"),
+    "txt.reverted": ("reverted earlier in this run", "本次训练中曾被回滚"),
+    "txt.retry": ("reverted at epoch {e}, tried again: the evidence has grown since", "第 {e} 轮曾被回滚，现证据更充分，再次尝试"),
+    "txt.healthy": ("Training looks healthy; no changes proposed.", "训练状态健康，不建议修改。"),
+    "txt.exhausted": ("every standard remedy for these findings was tried and reverted earlier; no changes proposed.",
+                      "针对这些问题的标准措施此前均已尝试并被回滚，本次不建议修改。"),
+    "txt.annealing": ("{label}: no lr cut, the {s} schedule already lowers the lr", "{label}：不降低学习率，{s} 调度已在逐步降低学习率"),
+    "txt.recent_cut": ("{label}: no lr raise, the lr was cut from above the usual range at epoch {e} and the loss is "
+                       "not flat enough to call that cut too deep", "{label}：不提高学习率，第 {e} 轮刚将学习率从常用范围以上调低，"
+                       "损失尚未停滞到足以说明调得过低"),
+}
+
+
+def say(key: str, lang: str = "en", **args: Any) -> str:
+    """The message ``key`` in ``lang`` (``zh`` or anything else for English), formatted with ``args``."""
+    en, zh = MESSAGES[key]
+    return (zh if lang == "zh" else en).format(**args)
+
+
+def state_label(state: str, lang: str = "en") -> str:
+    return say(f"state.{state}", lang) if f"state.{state}" in MESSAGES else state
+
+
+@dataclass(frozen=True)
+class Msg:
+    """A message key with its arguments, rendered on demand."""
+
+    key: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def render(self, lang: str = "en") -> str:
+        return say(self.key, lang, **self.args)
