@@ -21,6 +21,7 @@ TINY = {
     "mixed_precision": False,
     "use_tensorboard": False,
     "seed": 0,
+    "recipe": "off",  # engine tests: the listed defaults; tests/test_recipe.py covers the automatic choices
     "intelligent_training": {"enabled": False},  # engine tests: no tuning unless a test turns it on
 }
 

@@ -201,9 +201,11 @@ def test_rules_rescue_a_learning_rate_100x_too_high(tiny_cfg, tmp_path):
     latest = {}
     for r in read_jsonl(run.dir / "adjustments.jsonl"):
         latest[r["adj_id"]] = r
-    lr_changes = [(c["old"], c["new"]) for r in latest.values() for c in r["changes"] if c["key"] == "learning_rate"]
-    assert lr_changes and lr_changes[0] == (0.2, 0.02)  # x0.1 at once: 0.2 is far above Adam's usual range
-    assert all(new < old for old, new in lr_changes)
+    lr_changes = [(c["old"], c["new"], r) for r in latest.values() for c in r["changes"] if c["key"] == "learning_rate"]
+    assert lr_changes and lr_changes[0][:2] == (0.2, 0.02)  # x0.1 at once: 0.2 is far above Adam's usual range
+    for old, new, rec in lr_changes:  # a raise right after landing from far above needs a flat loss (not a slow one)
+        if new > old:
+            assert abs(rec["diagnosis"]["features"]["train_loss_trend"]) < 0.001, rec["analysis_text"]
     assert run.config.learning_rate <= 0.02
     judged = [r for r in latest.values() if r["outcome"]]
     assert judged and all(r["status"] in ("kept", "reverted") for r in judged)
@@ -227,7 +229,7 @@ def test_rules_rescue_a_pretrained_run_at_lr_100x_to_within_a_few_points_of_a_he
                 (data / split / c / f.name).symlink_to(f)
     base = {"model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
             "num_epochs": 8, "mixed_precision": False, "use_tensorboard": False, "seed": 0, "early_stopping": False,
-            "data_dir": str(data), "intelligent_training": {"enabled": False}}
+            "data_dir": str(data), "recipe": "off", "intelligent_training": {"enabled": False}}
 
     def best(**over):
         run = trainpilot.train({**base, **over}, runs_dir=tmp_path / "runs", quiet=True)
@@ -312,6 +314,28 @@ def test_emergency_threshold_and_noise_margin_keys(tiny_cfg, tmp_path):
     ctl._apply(t, 1, {"adj_id": "adj_test", "status": "recorded"}, {"weight_decay": 0.1})
     assert ctl.pending["margin"] == 0.3 and ctl.pending["eval_epoch"] == 1 + ctl.it.evaluation_window
     assert ctl.cooldown_until == 1 + ctl.it.cooldown_epochs - 1
+
+
+def test_imbalance_remedies_get_a_longer_window_and_are_judged_on_macro_f1(tiny_cfg, tmp_path):
+    """imbalance_evaluation_window applies to sampler/class-weight changes; accuracy never judges imbalanced data."""
+    from trainpilot.tuning.controller import judge_metric
+
+    t, _ = build_trainer({**tiny_cfg, "num_epochs": 20}, runs_dir=tmp_path)
+    t.run.create()
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.9, "val_macro_f1": 0.3}]
+    ctl = TuningController(_it(evaluation_window=1, imbalance_evaluation_window=5), run=t.run, advisor=Scripted())
+    ctl._apply(t, 1, {"adj_id": "adj_a", "status": "recorded"}, {"sampler": "balanced"})
+    assert ctl.pending["eval_epoch"] == 6
+    ctl.pending = None
+    ctl._apply(t, 1, {"adj_id": "adj_b", "status": "recorded"}, {"weight_decay": 0.1})
+    assert ctl.pending["eval_epoch"] == 2
+    assert judge_metric("val_accuracy", [100, 10]) == "val_macro_f1"
+    assert judge_metric("val_accuracy", [100, 90]) == "val_accuracy" and judge_metric("val_loss", [100, 1]) == "val_loss"
+    t.data.train.labels[:] = 0
+    t.data.train.labels[-2:] = 1  # now imbalanced: the pending change is judged on macro-F1, not accuracy
+    ctl.pending = None
+    ctl._apply(t, 1, {"adj_id": "adj_c", "status": "recorded"}, {"weight_decay": 0.2})
+    assert ctl.pending["metric"] == "val_macro_f1" and ctl.pending["before"] == 0.3
 
 
 def test_clearly_broken_runs_are_judged_after_fast_evaluation_window(tiny_cfg, tmp_path):

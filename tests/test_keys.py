@@ -266,6 +266,71 @@ def test_runtime_keys(tiny_cfg, tmp_path):
             _trainer(tiny_cfg, tmp_path, device="cuda")
 
 
+@covers("sampler")
+def test_sampler_draws_minority_classes_more_often(tmp_path):
+    """shuffle sees every image once; sqrt and balanced draw classes ~ count**0.5 and equally, same epoch length."""
+    from trainpilot.data.synthetic import make_defect_dataset
+
+    data = make_defect_dataset(tmp_path / "imb", per_class=40, image_size=32, seed=3, classes=("a", "b"),
+                               counts={"b": 8}, splits={"train": 0.5, "val": 0.5})
+    cfg = {**TINY, "data_dir": str(data), "recipe": "off"}
+    shares = {}
+    for sampler in ("shuffle", "sqrt", "balanced"):
+        t, _ = build_trainer({**cfg, "sampler": sampler}, runs_dir=tmp_path)
+        orders = [t._epoch_order(e) for e in range(1, 41)]
+        assert all(len(o) == len(t.data.train) for o in orders)
+        labels = torch.cat([t.data.train.labels[o] for o in orders])
+        shares[sampler] = (labels == 1).float().mean().item()
+        if sampler == "shuffle":
+            assert all(sorted(o.tolist()) == list(range(len(t.data.train))) for o in orders)
+    assert shares["shuffle"] == pytest.approx(4 / 24)  # 20 vs 4 training images
+    assert shares["sqrt"] == pytest.approx(2 / (2 + 20 ** 0.5), abs=0.03)
+    assert shares["balanced"] == pytest.approx(0.5, abs=0.03)
+
+
+@covers("resize_mode")
+def test_letterbox_keeps_the_aspect_ratio(tmp_path):
+    from PIL import Image
+
+    from trainpilot.data.images import decode_image
+
+    img = Image.new("RGB", (120, 40), (200, 10, 10))
+    img.paste((10, 200, 10), (0, 0, 60, 40))
+    img.save(tmp_path / "wide.png")
+    squash = decode_image(tmp_path / "wide.png", 30, "squash")
+    box = decode_image(tmp_path / "wide.png", 30, "letterbox")
+    assert squash.shape == box.shape == (30, 30, 3)
+    assert (squash[0, 5] == (10, 200, 10)).all() and (squash[-1, 25] == (200, 10, 10)).all()  # stretched to fill
+    fill = box[0, 0]
+    assert (box[:9] == fill).all() and (box[-9:] == fill).all()  # padded above and below with one colour
+    assert abs(int(fill[0]) - 105) <= 2  # the image's mean colour
+    assert (box[15, 5] == (10, 200, 10)).all() and (box[15, 25] == (200, 10, 10)).all()  # content 30 x 10, centred
+    trainer, _ = build_trainer({**TINY, "data_dir": str(SEED_DIR.parent / "datasets" / "xsdd"), "image_size": 32,
+                                "resize_mode": "letterbox", "train_cache_scale": 1.0, "recipe": "off"},
+                               runs_dir=tmp_path)
+    assert trainer.cfg.resize_mode == "letterbox" and trainer.data.val.images.shape[-1] == 32
+
+
+@covers("time_budget_minutes")
+def test_time_budget_cuts_epochs_and_replans_the_schedule(tiny_cfg, tmp_path):
+    import trainpilot
+
+    run = trainpilot.train({**tiny_cfg, "num_epochs": 30, "time_budget_minutes": 1e-4, "early_stopping": False},
+                           runs_dir=tmp_path, quiet=True)
+    assert run.summary["epochs"] == 1 and run.config.num_epochs == 1
+    assert "num_epochs 30 -> 1 after epoch 1" in run.summary["time_budget"][0]
+    free = trainpilot.train({**tiny_cfg, "num_epochs": 2}, runs_dir=tmp_path, quiet=True)
+    assert free.summary["epochs"] == 2 and free.summary["time_budget"] == []
+
+
+@covers("recipe")
+def test_recipe_off_keeps_the_listed_defaults(tiny_cfg, tmp_path):
+    auto, _ = build_trainer({**tiny_cfg, "recipe": "auto"}, runs_dir=tmp_path)
+    off, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    assert auto.cfg.monitor == "val_macro_f1" and [c["key"] for c in auto.recipe["choices"]][0] == "monitor"
+    assert off.cfg.monitor == "val_accuracy" and off.recipe["choices"] == []
+
+
 def test_every_seed_key_is_covered_by_a_test():
     seed_keys = set(json.loads((SEED_DIR / "original_config.json").read_text()))
     # keys proved in other test modules: warmup_*/min_lr*/lr_scheduler/beta*/nesterov (test_schedule.py)

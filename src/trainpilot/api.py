@@ -16,15 +16,18 @@ import torch
 from rich.console import Console
 
 from trainpilot.config import TrainConfig, build_config, load_config, output_dir
-from trainpilot.data.prepare import prepare_data
+from trainpilot.data.prepare import prepare_data, scan
+from trainpilot.data.profile import describe_dict, profile_dataset
 from trainpilot.engine.dist import init_distributed, resolve_device
 from trainpilot.engine.live import resolve_class_weights
 from trainpilot.engine.precision import choose_precision
 from trainpilot.engine.rundir import RunDir, new_session_id, read_jsonl, write_json_atomic
+from trainpilot.jsonio import read_json
 from trainpilot.engine.sinks import ConsoleSink, JsonlSink, JsonLogSink, Progress, TensorBoardSink
 from trainpilot.engine.state import copy_to_user_dirs, load_checkpoint, restore_trainer
 from trainpilot.engine.trainer import Trainer
 from trainpilot.models import build_model, resolve_model_name
+from trainpilot.recipe import apply_recipe
 
 
 @dataclass
@@ -46,8 +49,8 @@ class Run:
 
 
 def _as_config(config: TrainConfig | dict | str | Path | None, overrides: list[str] | None) -> TrainConfig:
-    if isinstance(config, TrainConfig):
-        return load_config(None, overrides, **config.to_dict())
+    if isinstance(config, TrainConfig):  # only what was set counts as set: the recipe fills in the rest
+        return load_config(None, overrides, **config.model_dump(mode="json", exclude_unset=True))
     if isinstance(config, dict):
         return load_config(None, overrides, **config)
     return load_config(config, overrides)
@@ -80,7 +83,14 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         torch.cuda.set_device(device)
 
     with console.status("scanning and decoding images (once; they are cached in RAM when they fit)"):
-        data = prepare_data(cfg)
+        index = scan(cfg)
+        recipe = None
+        if ckpt is None:
+            profile = profile_dataset(index)
+            cfg, choices = apply_recipe(cfg, profile)
+            resolve_model_name(cfg.model_name)
+            recipe = {"profile": profile.to_dict(), "choices": [c.to_dict() for c in choices]}
+        data = prepare_data(cfg, index=index)
     if data.skipped:
         listed = "; ".join(f"{p} ({why})" for p, why in data.skipped[:5])
         more = f" and {len(data.skipped) - 5} more" if len(data.skipped) > 5 else ""
@@ -107,6 +117,7 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
 
     trainer = Trainer(cfg, data, model, model_info, device, precision, dist, run.session_id)
     trainer.run = run
+    trainer.recipe = recipe if recipe is not None else read_json(run.root / "run.json").get("recipe")
     trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run)
     if ckpt is not None:
         restore_trainer(trainer, ckpt)
@@ -125,6 +136,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
     trainer, notices = build_trainer(config, overrides=overrides, runs_dir=runs_dir, resume=resume, hooks=hooks,
                                      console=console)
     cfg, dist, run, data = trainer.cfg, trainer.dist, trainer.run, trainer.data
+    resumed = resume is not None
     if not dist.is_main:
         console = Console(quiet=True)
     tb_sink = None
@@ -138,6 +150,12 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
             tb_sink = TensorBoardSink(tb_dir, cfg.metrics)
             trainer.sinks.append(tb_sink)
         trainer.sinks.append(JsonLogSink() if json_logs else ConsoleSink(console, cfg.metrics))
+        choices = (trainer.recipe or {}).get("choices") or []
+        if choices and not resumed:
+            console.print(f"[bold]auto recipe[/] ({describe_dict(trainer.recipe['profile'])}; "
+                          f"set a key, or recipe=off, to choose yourself):", highlight=False)
+            for c in choices:
+                console.print(f"  [cyan]{c['key']}[/] = {c['value']}: {c['reason']}", highlight=False)
         warn = Console(stderr=True, soft_wrap=True)  # notices show even with --quiet: they are warnings
         for note in notices:
             warn.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -162,6 +180,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
             if hasattr(hook, "close"):
                 hook.close()
     if dist.is_main:
+        summary["auto"] = {c["key"]: c["value"] for c in (trainer.recipe or {}).get("choices") or []}
         summary.update(_finish(trainer, run, tb_sink, data, notices))
         write_json_atomic(run.root / "summary.json", summary)
     return Run(run.root, summary, trainer.cfg, notices)
@@ -185,7 +204,7 @@ def _write_run_files(tr: Trainer, run: RunDir, data, model_info: dict, notices: 
         "train_counts": data.train_counts(), "val_count": len(data.val), "layout": data.index.layout,
         "data_dir": str(data.index.root), "cached_in_ram": data.cached, "model": model_info,
         "skipped_files": [{"path": p, "why": w} for p, w in data.skipped], "notices": notices,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "recipe": tr.recipe,
     })
     param_dir, _ = output_dir(cfg, "default_param_save_dir")
     if param_dir is not None:

@@ -71,6 +71,10 @@ class IntelligentTrainingConfig(_Strict):
         0.005, "Smallest metric change treated as real when judging a change. [new]", ge=0.0, le=1.0)
     bounds: dict[str, list[float]] = _f(
         {}, "Per-key [low, high] overrides of the action schema's bounds, e.g. {\"learning_rate\": [1e-6, 0.1]}. [new]")
+    imbalance_evaluation_window: int = _f(
+        4, "Epochs before judging a class-imbalance remedy (sampler, class weights): minority recall needs longer "
+           "than accuracy to move. A reverted imbalance remedy may be tried again after as many epochs with the "
+           "minority class at recall 0. [new]", ge=1, le=100)
     stale_after_epochs: int = _f(
         2, "An LLM proposal that arrives more than N epochs after its request is dropped as stale. [new]", ge=0, le=100)
     llm: LLMSettings = Field(default_factory=LLMSettings, description="LLM backend settings. [new]")
@@ -81,8 +85,8 @@ class TrainConfig(_Strict):
 
     # --- the seed application's keys -------------------------------------------------------
     data_dir: str = _f("", "Dataset folder: train/ and val/ (optional test/) class folders, or flat class folders.")
-    model_name: str = _f("mobilenetv3_small_100", "A timm model name, or a seed alias such as MobileNetV3 or ResNet50.")
-    num_epochs: int = _f(40, "Training epochs (early stopping usually ends sooner).", ge=1, le=10000, tunable="extend")
+    model_name: str = _f("mobilenetv3_small_100", "A timm model name, or a seed alias such as MobileNetV3 or ResNet50. (auto)")
+    num_epochs: int = _f(40, "Training epochs (early stopping usually ends sooner). (auto)", ge=1, le=10000, tunable="extend")
     batch_size: int = _f(32, "Images per optimizer micro-batch.", ge=1, le=4096, tunable="restart")
     learning_rate: float = _f(2e-3, "Peak learning rate (after warmup).", gt=0.0, le=10.0, tunable="live")
     model_save_dir: str = _f("", "Extra folder that receives <model_filename>_best.pt and _last.pt; empty keeps them in the run only.")
@@ -90,14 +94,14 @@ class TrainConfig(_Strict):
     tensorboard_log_dir: str = _f("", "TensorBoard folder; empty means runs/<session_id>/tensorboard.")
     task_type: str = _f("classification", "Only image classification is supported.")
     optimizer: Literal[OPTIMIZERS] = _f("AdamW", "Optimizer (timm's create_optimizer_v2).", tunable="restart")
-    use_pretrained: bool = _f(False, "Start from ImageNet weights (hub cache, pretrained_path or a packaged file).")
+    use_pretrained: bool = _f(False, "Start from ImageNet weights (hub cache, pretrained_path or a packaged file). (auto)")
     pretrained_path: str = _f("", "Local checkpoint to start from; its classifier head is replaced.")
     metrics: list[Literal[METRICS]] = _f(["accuracy", "macro_f1"], "Validation metrics shown in the console and TensorBoard.")
     use_tensorboard: bool = _f(True, "Write TensorBoard scalars, confusion matrices and hparams.")
     model_note: str = _f("", "Free text stored with the run and its checkpoints.")
-    use_class_weights: bool = _f(False, "Weight the loss by class, computed from training counts.", tunable="live")
+    use_class_weights: bool = _f(False, "Weight the loss by class, computed from training counts. (auto)", tunable="live")
     weight_strategy: Literal["balanced", "inverse", "log_inverse", "custom", "none"] = _f(
-        "balanced", "How class weights are computed; custom takes class_weights as given.", tunable="live")
+        "balanced", "How class weights are computed; custom takes class_weights as given. (auto)", tunable="live")
     weight_decay: float = _f(0.05, "Weight decay (decoupled for AdamW).", ge=0.0, le=10.0, tunable="live")
     lr_scheduler: Literal[SCHEDULERS] = _f("CosineAnnealingLR", "Learning-rate schedule after warmup.", tunable="restart")
     use_augmentation: bool = _f(True, "Random resized crop, flips and brightness/contrast jitter on training images.", tunable="live")
@@ -139,7 +143,19 @@ class TrainConfig(_Strict):
     timestamp: str = _f("", "Creation time stamp (YYYYmmdd-HHMMSS) used in the default model_filename; empty means now.")
 
     # --- trainpilot's additions -------------------------------------------------------------
-    image_size: int = _f(160, "Square input size in pixels. [new]", ge=16, le=1024)
+    recipe: Literal["auto", "off"] = _f(
+        "auto", "auto chooses the keys marked (auto) that you did not set from what the data is (class counts, image "
+                "sizes, colour, size of the set) and prints each choice with its reason; off uses the defaults as "
+                "listed. A key you set, and every key of a seed config, always wins. [new]")
+    image_size: int = _f(160, "Square input size in pixels. (auto) [new]", ge=16, le=1024)
+    resize_mode: Literal["squash", "letterbox"] = _f(
+        "squash", "How an image becomes image_size x image_size: squash resizes it to the square; letterbox keeps "
+                  "its aspect ratio and pads the short side with the image's mean colour, so a long 600x200 "
+                  "part is not squeezed 3:1. (auto) [new]")
+    sampler: Literal["shuffle", "sqrt", "balanced"] = _f(
+        "shuffle", "Order of training images: shuffle sees each image once per epoch; sqrt draws classes in "
+                   "proportion to the square root of their counts, balanced draws every class equally often (both "
+                   "with replacement, same epoch length). (auto) [new]", tunable="live")
     train_cache_scale: float = _f(
         1.25, "Train images are cached at image_size x this, so random crops are cut from more pixels than they are "
               "resized to instead of being upsampled. [new]", ge=1.0, le=2.0)
@@ -149,6 +165,9 @@ class TrainConfig(_Strict):
     color_jitter: float = _f(
         0.2, "Brightness and contrast jitter strength (use_augmentation); factors are drawn from [1-x, 1+x]. [new]",
         ge=0.0, le=0.9)
+    time_budget_minutes: float = _f(
+        0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs is cut to what still "
+             "fits at the measured epoch time, and the lr schedule is re-planned to end there. [new]", ge=0.0, le=1e6)
     val_split: float = _f(0.2, "Validation fraction for flat class folders (seeded, stratified). [new]", gt=0.0, lt=0.9)
     seed: int = _f(42, "Random seed for splits, init, augmentation and order. [new]", ge=0, le=2**31 - 1)
     num_workers: int = _f(0, "Decoding processes when images are streamed from disk (not cached). [new]", ge=0, le=64)
@@ -159,7 +178,7 @@ class TrainConfig(_Strict):
     channels_last: bool = _f(True, "channels_last memory format (faster convolutions on CPU and GPU). [new]")
     compile: bool = _f(False, "torch.compile the model (slow start, faster steps on long runs). [new]")
     monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = _f(
-        "val_accuracy", "Validation metric for best.pt, early stopping and the tuning controller. [new]")
+        "val_accuracy", "Validation metric for best.pt, early stopping and the tuning controller. (auto) [new]")
     lr_step_size: int = _f(0, "StepLR step (epochs); also spaces MultiStepLR milestones; 0 means num_epochs // 3. [new]", ge=0, le=10000)
     lr_gamma: float = _f(0.1, "Decay factor for StepLR/MultiStepLR/ReduceLROnPlateau; ExponentialLR reaches min_lr-ish at the end when 0. [new]", ge=0.0, lt=1.0)
     lr_patience: int = _f(3, "ReduceLROnPlateau patience in epochs. [new]", ge=0, le=1000)

@@ -88,6 +88,8 @@ def _add_metadata(path: Path, trained: Trained, dynamic: bool, exporter: str) ->
     props = {
         "class_names": json.dumps(trained.class_names, ensure_ascii=False),
         "image_size": str(trained.image_size),
+        "resize_mode": trained.resize_mode + (" (keep the aspect ratio, pad with the image's mean colour)"
+                                              if trained.resize_mode == "letterbox" else " (resize to the square)"),
         "mean": json.dumps([float(v) for v in trained.mean]),
         "std": json.dumps([float(v) for v in trained.std]),
         "input_format": "NCHW float32 RGB, (pixel / 255 - mean) / std",
@@ -135,7 +137,7 @@ def _verification_batch(trained: Trained, sample_images: Iterable[str | Path] | 
             candidates = found[::step][:VERIFY_IMAGES * 4]  # spread over the classes, cheap to scan
     arrays = []
     for p in candidates:
-        a = _try_decode(p, trained.image_size)
+        a = _try_decode(p, trained.image_size, trained.resize_mode)
         if not isinstance(a, str):
             arrays.append(a)
         if len(arrays) == VERIFY_IMAGES:

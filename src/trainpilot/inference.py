@@ -47,6 +47,11 @@ class Trained:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     meta: dict = field(default_factory=dict)  # session_id, epoch, source, monitor, value, model_info, model_note
 
+    @property
+    def resize_mode(self) -> str:
+        """How the run turned images into squares (older runs: squash)."""
+        return str(self.config.get("resize_mode", "squash"))
+
 
 def _checkpoint_path(source: str | Path, which: str) -> Path:
     if which not in ("best", "last"):
@@ -129,7 +134,7 @@ def preprocess(paths: Iterable[str | Path], trained: Trained) -> torch.Tensor:
     """Decode and normalise images into one ``N x 3 x S x S`` float32 channels_last batch on the model's device."""
     paths = [Path(p) for p in paths]
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, trained.image_size), paths))
+        arrays = list(pool.map(lambda p: _decode(p, trained.image_size, trained.resize_mode), paths))
     for p, a in zip(paths, arrays):
         if isinstance(a, str):
             raise InferenceError(f"image '{p}' {a}; remove or replace the file")
@@ -145,7 +150,7 @@ def _probabilities(trained: Trained, paths: list[Path], batch_size: int) -> tupl
     good, chunks, errors = [], [], {}
     with ThreadPoolExecutor(max_workers=THREADS) as pool, torch.inference_mode():
         for start in range(0, len(paths), batch_size):
-            arrays = list(pool.map(lambda p: _decode(p, trained.image_size), paths[start:start + batch_size]))
+            arrays = list(pool.map(lambda p: _decode(p, trained.image_size, trained.resize_mode), paths[start:start + batch_size]))
             errors.update({start + i: a for i, a in enumerate(arrays) if isinstance(a, str)})
             ok = [a for a in arrays if not isinstance(a, str)]
             good += [start + i for i, a in enumerate(arrays) if not isinstance(a, str)]

@@ -121,3 +121,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; an empty dict when the file is missing or not a JSON object."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}

@@ -47,30 +47,38 @@ def train_image_size(cfg: TrainConfig) -> int:
     return round(cfg.image_size * cfg.train_cache_scale)
 
 
-def _load(split: Split, size: int, cache: bool, threads: int, skipped: list, progress) -> SplitData:
+def _load(split: Split, size: int, cache: bool, threads: int, skipped: list, progress, mode: str) -> SplitData:
     if cache:
-        images, labels, bad = decode_split(split, size, threads=threads, progress=progress)
+        images, labels, bad = decode_split(split, size, threads=threads, progress=progress, mode=mode)
         skipped += [(str(split.paths[i]), why) for i, why in sorted(bad.items())]
         return SplitData(labels=labels, images=images)
     bad = find_broken(split, threads=threads)
     skipped += [(str(split.paths[i]), why) for i, why in sorted(bad.items())]
     split = split.drop(set(bad))
-    return SplitData(labels=torch.tensor(split.labels, dtype=torch.long), stream=StreamingImages(split, size))
+    return SplitData(labels=torch.tensor(split.labels, dtype=torch.long), stream=StreamingImages(split, size, mode))
+
+
+def scan(cfg: TrainConfig, data_dir: str | Path | None = None) -> DatasetIndex:
+    """Index ``data_dir`` (default ``cfg.data_dir``) with the config's seeded split; nothing is decoded."""
+    root = Path(data_dir) if data_dir is not None else input_path(cfg, "data_dir")
+    return scan_dataset(root, cfg.val_split, cfg.seed)
 
 
 def prepare_data(cfg: TrainConfig, data_dir: str | Path | None = None, progress=None, threads: int | None = None,
-                 with_test: bool = False) -> PreparedData:
-    """Scan ``data_dir`` (default ``cfg.data_dir``), decide on caching, decode, and validate what is left."""
-    root = Path(data_dir) if data_dir is not None else input_path(cfg, "data_dir")
-    index = scan_dataset(root, cfg.val_split, cfg.seed)
+                 with_test: bool = False, index: DatasetIndex | None = None) -> PreparedData:
+    """Scan ``data_dir`` (default ``cfg.data_dir``; or take ``index``), decide on caching, decode, and
+    validate what is left."""
+    index = index if index is not None else scan(cfg, data_dir)
+    root = index.root
     n_total = len(index.train) + len(index.val) + (len(index.test) if (with_test and index.test) else 0)
     need = cache_bytes(n_total, train_image_size(cfg))
     cache = cfg.cache_images == "always" or (cfg.cache_images == "auto" and need <= cfg.cache_max_gb * 2**30)
     threads = threads or max(1, min(8, torch.get_num_threads()))
     skipped = list(index.skipped)
-    train = _load(index.train, train_image_size(cfg), cache, threads, skipped, progress)
-    val = _load(index.val, cfg.image_size, cache, threads, skipped, progress)
-    test = _load(index.test, cfg.image_size, cache, threads, skipped, progress) if (with_test and index.test) else None
+    mode = cfg.resize_mode
+    train = _load(index.train, train_image_size(cfg), cache, threads, skipped, progress, mode)
+    val = _load(index.val, cfg.image_size, cache, threads, skipped, progress, mode)
+    test = _load(index.test, cfg.image_size, cache, threads, skipped, progress, mode) if (with_test and index.test) else None
     for name, split in (("train", train), ("val", val)):
         counts = torch.bincount(split.labels, minlength=len(index.classes)).tolist()
         empty = [c for c, n in zip(index.classes, counts) if n == 0]

@@ -220,6 +220,12 @@ _PAINTERS: tuple[Callable[[Rng, int], np.ndarray], ...] = (
     _scratch, _stain, _missing, _deform, _foreign)
 
 
+def render_surface(rng: Rng, width: int, height: int) -> np.ndarray:
+    """A defect-free brushed-metal surface, ``height x width`` grey float in [0, 1]-ish."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) + np.float32(0.5)
+    return _surface(rng, x, y, max(width, height))
+
+
 def render_defect(kind: int, image_size: int, rng: Rng) -> np.ndarray:
     """One uint8 RGB image (H, W, 3) of defect painter ``kind`` (index into DEFECT_CLASSES)."""
     rgb = _PAINTERS[kind % len(_PAINTERS)](rng, image_size)

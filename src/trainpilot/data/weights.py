@@ -38,3 +38,18 @@ def compute_class_weights(counts: list[int], classes: list[str], strategy: str,
         logs = [1.0 + math.log(max(safe) / c) for c in safe]
         raw = [w * k / sum(logs) for w in logs]
     return {c: round(w, 6) for c, w in zip(classes, raw)}
+
+
+SAMPLER_POWER = {"sqrt": 0.5, "balanced": 0.0}  # a class is drawn in proportion to count ** power
+
+
+def sampling_weights(labels, num_classes: int, sampler: str):
+    """Per-image draw weights for ``sampler`` (``sqrt`` or ``balanced``), as a float64 tensor.
+
+    With power p, class c is drawn with probability proportional to count_c ** p: p = 1 would be the
+    plain shuffle, p = 0 draws every class equally often, p = 0.5 is the usual compromise.
+    """
+    import torch
+
+    counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
+    return (counts ** (SAMPLER_POWER[sampler] - 1.0))[labels]

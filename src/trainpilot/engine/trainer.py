@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from trainpilot.config import TrainConfig
 from trainpilot.data.augment import BatchAugment
 from trainpilot.data.prepare import PreparedData, SplitData
+from trainpilot.data.weights import sampling_weights
 from trainpilot.engine import live
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.metrics import confusion_matrix, summarize
@@ -94,6 +95,7 @@ class Trainer:
         self.bad_epochs = 0
         self.stop_reason: str | None = None
         self._commands: list[tuple[str, Any]] = []
+        self.budget_notes: list[str] = []
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
         live.rebuild_loss_and_mixup(self)
@@ -117,12 +119,23 @@ class Trainer:
         torch.manual_seed(seed)
         self.augment.generator.manual_seed(seed + 1)
 
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """This rank's image indices for ``epoch``: a seeded shuffle, or class-aware draws with replacement
+        (``sampler``), the same on every rank before it takes its share."""
+        split, world = self.data.train, self.dist.world_size
+        if self.cfg.sampler == "shuffle":
+            sampler = DistributedSampler(range(len(split)), num_replicas=world, rank=self.dist.rank,
+                                         shuffle=True, seed=self.cfg.seed, drop_last=False)
+            sampler.set_epoch(epoch)
+            return torch.tensor(list(sampler), dtype=torch.long)
+        weights = sampling_weights(split.labels, len(self.class_names), self.cfg.sampler)
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch * 7919) % 2**31)
+        order = torch.multinomial(weights, self.local_train_size() * world, replacement=True, generator=gen)
+        return order[self.dist.rank::world]
+
     def _train_batches(self, epoch: int):
         split = self.data.train
-        sampler = DistributedSampler(range(len(split)), num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                     shuffle=True, seed=self.cfg.seed, drop_last=False)
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler), dtype=torch.long)
+        order = self._epoch_order(epoch)
         bs, n_batches = self.cfg.batch_size, self.batches_per_epoch()
         chunks = [order[i * bs:(i + 1) * bs] for i in range(n_batches)] if len(order) >= bs else [order]
         if split.cached:
@@ -257,12 +270,30 @@ class Trainer:
             improved = self._record(epoch, train_rec, val_rec)
             self.schedule.after_epoch(monitor_value(self.history[-1], self.cfg.monitor))
             self._run_hooks(epoch)
+            self._fit_time_budget(epoch)
             if self.cfg.early_stopping and self.bad_epochs >= self.cfg.early_stopping_patience and self.stop_reason is None:
                 self.stop_reason = (f"early stopping: {self.cfg.monitor} did not improve for "
                                     f"{self.bad_epochs} epochs (best {self.best['value']:.4g} at epoch {self.best['epoch']})")
             if self.dist.is_main:
                 save_checkpoints(self, improved)
         return self.summary()
+
+    def _fit_time_budget(self, epoch: int) -> None:
+        """Cut num_epochs to what fits in time_budget_minutes at the epoch time measured so far."""
+        budget = self.cfg.time_budget_minutes * 60
+        val = [r for r in self.history if r["phase"] == "val"]
+        if budget <= 0 or not val or epoch >= self.cfg.num_epochs:
+            return
+        spent = sum(r.get("epoch_seconds", 0.0) for r in val)
+        per_epoch = spent / len(val)
+        fits = epoch + max(0, math.floor((budget - spent) / max(per_epoch, 1e-9)))
+        fits = self.dist.broadcast(fits if self.dist.is_main else None)  # every rank stops at the same epoch
+        if fits < self.cfg.num_epochs:
+            planned, self.cfg.num_epochs = self.cfg.num_epochs, max(epoch, fits)
+            live.rebuild_schedule(self, keep_progress=True)
+            self.budget_notes.append(f"time_budget_minutes={self.cfg.time_budget_minutes:g}: num_epochs {planned} -> "
+                                     f"{self.cfg.num_epochs} after epoch {epoch} ({per_epoch:.0f} s per epoch); the lr "
+                                     f"schedule now ends at epoch {self.cfg.num_epochs}")
 
     def _record(self, epoch: int, train_rec: dict, val_rec: dict) -> bool:
         now = time.time()
@@ -367,5 +398,5 @@ class Trainer:
                 "stop_reason": self.stop_reason or "completed num_epochs",
                 "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in val), 3),
                 "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
-                "skipped_files": len(self.data.skipped)}
+                "skipped_files": len(self.data.skipped), "time_budget": self.budget_notes}
 

@@ -1,0 +1,145 @@
+"""The automatic recipe: settings chosen from what the data is, for the keys the user did not set.
+
+It runs once, at scan time, before any image is decoded, and reads a
+:class:`~trainpilot.data.profile.DataProfile` (class counts, image sizes, colour, set size). Every
+choice is a :class:`Choice` with its reason; the run prints them in one block and records them in
+``run.json`` and the summary. A key the user set (on the command line, in a config file, or any key
+of a seed config) is never changed, and ``recipe=off`` turns the whole recipe off.
+
+The rules read the data rather than fit one benchmark:
+
+* **monitor**: macro-F1, which weighs every class equally; accuracy rewards the majority class.
+* **weights**: pretrained ImageNet weights where they exist offline (the packaged
+  tf_efficientnet_lite0 when no model is named), since fine-tuning beats training from scratch on a
+  few hundred images per class.
+* **sampler**: beyond a 3:1 class ratio, classes are drawn in proportion to the square root of their
+  counts, so every batch shows the minority classes without repeating a few images endlessly; the
+  tuning controller adds loss weights when minority recall still lags.
+* **geometry**: letterbox when a tenth of the images are longer than 1.25:1, so parts keep their shape;
+  the input size follows the images' long side (no downscaling of small defects) within 128-224 px.
+* **epochs**: about 24,000 training images seen (15 to 60 epochs), so small sets get more passes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trainpilot.config import TrainConfig, build_config
+from trainpilot.data.profile import ELONGATED, DataProfile
+
+DEFAULT_PRETRAINED = "tf_efficientnet_lite0"
+SAMPLER_FROM = 3.0        # class-count ratio from which the sqrt sampler is used
+LETTERBOX_SHARE = 0.1     # share of elongated images from which the aspect ratio is kept
+SIZE_RANGE = (128, 224)   # input size bounds (pixels): below, ImageNet features fade; above, CPU time explodes
+SIZE_RANGE_SCRATCH = (64, 224)
+IMAGES_SEEN = 24_000      # training images per run (epochs x set size)
+EPOCH_RANGE = (15, 60)
+
+
+@dataclass(frozen=True)
+class Choice:
+    key: str
+    value: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _round32(x: float) -> int:
+    return int(32 * round(x / 32))
+
+
+def offline_weights(model_name: str) -> str | None:
+    """Where ImageNet weights for ``model_name`` can be had without a network, or None."""
+    from trainpilot.models import packaged_weights_file, resolve_model_name
+
+    name = resolve_model_name(model_name)
+    packaged = packaged_weights_file(name)
+    if packaged is not None:
+        return f"packaged ({packaged.name})"
+    try:
+        import timm
+        from huggingface_hub import try_to_load_from_cache
+
+        hub_id = (timm.models.get_pretrained_cfg(name) or {}).__dict__.get("hf_hub_id")
+        for file in ("model.safetensors", "pytorch_model.bin"):
+            if hub_id and isinstance(try_to_load_from_cache(hub_id.split("@")[0], file), str):
+                return "the local Hugging Face cache"
+    except Exception:  # noqa: BLE001 - an unusual timm/hub version only means "not known to be offline"
+        return None
+    return None
+
+
+def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[Choice]:
+    """The automatic choices for ``cfg`` (keys in ``explicit`` are left alone); nothing is applied here."""
+    if cfg.recipe == "off":
+        return []
+    free = lambda key: key not in explicit  # noqa: E731
+    out: list[Choice] = []
+    ratio = profile.imbalance_ratio
+    if free("monitor"):
+        why = (f"classes are imbalanced {ratio:.3g}:1 ({profile.majority_class} {max(profile.counts)}, "
+               f"{profile.minority_class} {min(profile.counts)}): macro-F1 weighs every class equally, accuracy "
+               f"rewards the majority class" if ratio >= 1.5 else
+               "macro-F1 weighs every class equally: on balanced data it ranks checkpoints like accuracy, and it "
+               "still sees a class the model misses")
+        out.append(Choice("monitor", "val_macro_f1", why))
+
+    pretrained = cfg.use_pretrained or bool(cfg.pretrained_path)
+    if free("use_pretrained") and not cfg.pretrained_path:
+        if free("model_name"):
+            source = offline_weights(DEFAULT_PRETRAINED)
+            if source:
+                out.append(Choice("model_name", DEFAULT_PRETRAINED, f"ImageNet weights for it are available offline "
+                                  f"({source}); fine-tuning beats training from scratch on {profile.images} images"))
+                out.append(Choice("use_pretrained", True, "start from those ImageNet weights"))
+                pretrained = True
+        else:
+            source = offline_weights(cfg.model_name)
+            out.append(Choice("use_pretrained", bool(source), f"ImageNet weights for {cfg.model_name} are available "
+                              f"offline ({source})" if source else f"no offline ImageNet weights for {cfg.model_name}: "
+                              f"from scratch (set use_pretrained=true where the hub is reachable)"))
+            pretrained = bool(source)
+
+    if free("resize_mode") and profile.elongated_share >= LETTERBOX_SHARE:
+        out.append(Choice("resize_mode", "letterbox", f"{profile.elongated_share:.0%} of the images are longer than "
+                          f"{ELONGATED}:1 (median {profile.median_width}x{profile.median_height} px): letterbox keeps "
+                          f"their shape instead of squashing them into a square"))
+    letterbox = dict((c.key, c.value) for c in out).get("resize_mode", cfg.resize_mode) == "letterbox"
+    if free("image_size"):
+        lo, hi = SIZE_RANGE if pretrained else SIZE_RANGE_SCRATCH
+        side = profile.median_long_side if letterbox else math.sqrt(profile.median_width * profile.median_height)
+        size = min(hi, max(lo, _round32(side)))
+        how = ("above the images' size: ImageNet features need some resolution" if size > side * 1.2 else
+               "below the images' size: bounded for training time on this hardware" if size < side / 1.2 else
+               "about the images' own size, so small defects are not scaled away")
+        out.append(Choice("image_size", size, f"median {'long side' if letterbox else 'side'} {side:.0f} px; {size} px is {how}"))
+
+    if ratio >= SAMPLER_FROM and free("sampler") and free("use_class_weights"):
+        out.append(Choice("sampler", "sqrt", f"{ratio:.3g}:1 class counts: classes are drawn in proportion to the square "
+                          f"root of their counts ({math.sqrt(ratio):.2g}:1 per batch instead of {ratio:.3g}:1) from "
+                          f"epoch 1; the tuning controller adds loss weights if minority recall still lags"))
+
+    if free("num_epochs"):
+        epochs = min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], round(IMAGES_SEEN / max(1, profile.images))))
+        out.append(Choice("num_epochs", epochs, f"{profile.images} training images: {epochs} epochs see about "
+                          f"{epochs * profile.images:,} images (early stopping may end sooner)"))
+    return out
+
+
+def apply_recipe(cfg: TrainConfig, profile: DataProfile) -> tuple[TrainConfig, list[Choice]]:
+    """``cfg`` with the automatic choices for the keys it does not set, and the choices themselves."""
+    choices = choose(cfg, profile, set(cfg.model_fields_set))
+    if not choices:
+        return cfg, []
+    data = cfg.model_dump(mode="json", exclude_unset=True)
+    data.update({c.key: c.value for c in choices})
+    return build_config(data), choices
+
+
+def format_choices(choices: list[Choice]) -> list[str]:
+    """One line per choice, for the block printed at the start of a run."""
+    return [f"{c.key} = {c.value}: {c.reason}" for c in choices]

@@ -1,0 +1,88 @@
+"""The automatic recipe: what it reads from a dataset, what it chooses, and that explicit settings win."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SEED_DIR, TINY
+from trainpilot.config import build_config, load_config
+from trainpilot.data.folder import scan_dataset
+from trainpilot.data.profile import profile_dataset
+from trainpilot.recipe import choose
+
+
+def _write(folder, n, size, mode, rng):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        w, h = size
+        arr = rng.integers(0, 255, (h, w, 3 if mode == "RGB" else 1), dtype=np.uint8)
+        Image.fromarray(arr.squeeze(), mode).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def long_imbalanced(tmp_path_factory):
+    """Grey 120x40 parts: 60 'ok', 12 'dent', 6 'crack' per train split (10:1)."""
+    root, rng = tmp_path_factory.mktemp("long"), np.random.default_rng(0)
+    for split, scale in (("train", 1), ("val", 0.5)):
+        for name, n in (("ok", 60), ("dent", 12), ("crack", 6)):
+            _write(root / split / name, max(2, int(n * scale)), (120, 40), "L", rng)
+    return root
+
+
+def test_profile_reads_counts_sizes_and_colour(long_imbalanced, tmp_path):
+    p = profile_dataset(scan_dataset(long_imbalanced))
+    assert p.counts == [6, 12, 60] and p.imbalance_ratio == 10 and p.majority_class == "ok"
+    assert (p.median_width, p.median_height, p.median_aspect, p.elongated_share) == (120, 40, 3.0, 1.0)
+    assert p.grayscale and p.images == 78
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        _write(tmp_path / c, 3, (32, 32), "RGB", rng)
+    colour = profile_dataset(scan_dataset(tmp_path))
+    assert not colour.grayscale and colour.elongated_share == 0 and colour.imbalance_ratio == 1
+
+
+def test_recipe_reads_the_data(long_imbalanced):
+    cfg = build_config({"data_dir": str(long_imbalanced)})
+    got = {c.key: c for c in choose(cfg, profile_dataset(scan_dataset(long_imbalanced)), set(cfg.model_fields_set))}
+    assert got["monitor"].value == "val_macro_f1" and "10:1" in got["monitor"].reason
+    assert got["model_name"].value == "tf_efficientnet_lite0" and got["use_pretrained"].value is True
+    assert got["resize_mode"].value == "letterbox" and "100%" in got["resize_mode"].reason
+    assert got["image_size"].value == 128  # long side 120 px: no upscaling beyond what ImageNet features need
+    assert got["sampler"].value == "sqrt" and "3.2:1 per batch" in got["sampler"].reason
+    assert got["num_epochs"].value == 60  # 78 images: the most epochs the recipe gives
+
+
+def test_explicit_settings_and_the_seed_config_win(long_imbalanced):
+    profile = profile_dataset(scan_dataset(long_imbalanced))
+    cfg = load_config(None, [f"data_dir={long_imbalanced}", "model_name=resnet18", "monitor=val_loss",
+                             "sampler=shuffle", "num_epochs=3"])
+    got = {c.key: c for c in choose(cfg, profile, set(cfg.model_fields_set))}
+    assert not {"model_name", "monitor", "sampler", "num_epochs"} & set(got)
+    assert got["use_pretrained"].value is False and "no offline ImageNet weights for resnet18" in got["use_pretrained"].reason
+    seed = load_config(SEED_DIR / "original_config.json", [f"data_dir={long_imbalanced}"])
+    seed_keys = set(json.loads((SEED_DIR / "original_config.json").read_text(encoding="utf-8")))
+    auto = {c.key for c in choose(seed, profile, set(seed.model_fields_set))}
+    assert auto and not auto & seed_keys  # only keys the seed config does not have
+    assert choose(build_config({"recipe": "off"}), profile, {"recipe"}) == []
+
+
+def test_a_run_prints_and_records_its_choices(long_imbalanced, tmp_path, capsys):
+    import trainpilot
+
+    cfg = {**TINY, "recipe": "auto", "data_dir": str(long_imbalanced), "num_epochs": 1}
+    run = trainpilot.train(cfg, runs_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "auto recipe" in err and "sampler = sqrt" in err and "resize_mode = letterbox" in err
+    recorded = json.loads((run.dir / "run.json").read_text(encoding="utf-8"))["recipe"]
+    assert {c["key"] for c in recorded["choices"]} == {"monitor", "use_pretrained", "resize_mode", "sampler"}
+    assert recorded["profile"]["imbalance_ratio"] == 10
+    assert run.summary["auto"] == {"monitor": "val_macro_f1", "use_pretrained": False, "resize_mode": "letterbox",
+                                   "sampler": "sqrt"}
+    assert run.config.sampler == "sqrt" and run.config.resize_mode == "letterbox"
+    resumed = trainpilot.train(resume=run.dir, quiet=True)  # nothing is chosen again, the record stays
+    assert json.loads((run.dir / "run.json").read_text(encoding="utf-8"))["recipe"] == recorded
+    assert resumed.summary["auto"] == run.summary["auto"]
