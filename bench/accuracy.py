@@ -1,16 +1,25 @@
-"""Test accuracy of trainpilot's defaults on neu-cls, within a 10-minute CPU budget per run.
+"""Test accuracy and macro-F1 of trainpilot's defaults on several datasets, against a plain loop.
 
-    .venv/bin/python bench/accuracy.py [--seeds 0 1] [--data ../shared/datasets/neu-cls]
+    .venv/bin/python bench/accuracy.py [--seeds 0 1] [--datasets neu-cls xsdd xsdd-majority ok-majority]
+                                       [--budget 10] [--only auto,off,plain]
 
-Runs, one after another: mobilenetv3_small_100 from scratch (one run per seed) and
-tf_efficientnet_lite0 from the packaged ImageNet weights. Only model_name / use_pretrained /
-seed differ from the defaults (and num_epochs=10 for the pretrained model, which converges fast). Prints the test top-1 and macro-F1 of each run's best checkpoint.
+For each dataset and seed, one after another:
+
+* ``auto``: ``trainpilot.train`` with only ``data_dir``, ``seed`` and ``time_budget_minutes`` set: the
+  automatic recipe and the tuning controller decide the rest;
+* ``off``: the same with the tuning controller off (``intelligent_training.enabled=false``);
+* ``plain``: the plain PyTorch loop of bench/throughput.py (torchvision ImageFolder, RandomResizedCrop,
+  AdamW, cosine; mobilenetv3_small_100 from scratch at 128 px), 30 epochs or the budget, last weights.
+
+Settings were chosen on validation data; this prints test numbers (best checkpoint for trainpilot).
+The imbalanced variants are written by bench/variants.py into a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -18,38 +27,67 @@ from pathlib import Path
 import trainpilot
 from trainpilot.inference import evaluate_split, load_trained
 
+from variants import ok_majority, xsdd_majority
+from throughput import plain_loop
+
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
 
 
-def one(data: Path, runs: Path, **overrides) -> dict:
+def dataset(name: str, tmp: Path) -> Path:
+    if name == "ok-majority":
+        return ok_majority(tmp / name)
+    if name == "xsdd-majority":
+        return xsdd_majority(tmp / name)
+    return SHARED / name
+
+
+def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool) -> dict:
     start = time.perf_counter()
-    run = trainpilot.train({"data_dir": str(data), "use_tensorboard": False, **overrides}, runs_dir=runs, quiet=True)
-    minutes = (time.perf_counter() - start) / 60
+    cfg = {"data_dir": str(data), "seed": seed, "time_budget_minutes": budget, "use_tensorboard": False,
+           "intelligent_training": {"enabled": controller}}
+    run = trainpilot.train(cfg, runs_dir=runs, quiet=True)
     test = evaluate_split(load_trained(run.dir), data, split="test")
-    return {**overrides, "epochs": run.summary["epochs"], "minutes": round(minutes, 2),
-            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-            "best_source": run.summary["best_source"]}
+    adjustments = [json.loads(x) for x in (run.dir / "adjustments.jsonl").read_text().splitlines()] \
+        if (run.dir / "adjustments.jsonl").exists() else []
+    latest = {a["adj_id"]: a for a in adjustments}
+    return {"epochs": run.summary["epochs"], "minutes": round((time.perf_counter() - start) / 60, 2),
+            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "auto": run.summary.get("auto"),
+            "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
+                        for a in latest.values() if a["changes"]]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "neu-cls")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--skip-pretrained", action="store_true")
+    parser.add_argument("--datasets", nargs="+", default=["neu-cls", "xsdd", "xsdd-majority", "ok-majority"])
+    parser.add_argument("--budget", type=float, default=10.0, help="minutes per trainpilot run (time_budget_minutes)")
+    parser.add_argument("--only", default="auto,off,plain")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as runs:
-        for seed in args.seeds:
-            results.append(one(args.data, Path(runs), model_name="mobilenetv3_small_100", seed=seed))
-            print(json.dumps(results[-1]), flush=True)
-        if not args.skip_pretrained:
-            results.append(one(args.data, Path(runs), model_name="tf_efficientnet_lite0", use_pretrained=True, seed=0,
-                               num_epochs=10))
-            print(json.dumps(results[-1]), flush=True)
-    print("\n| model | weights | seed | epochs | minutes | test top-1 | test macro-F1 |\n|---|---|---|---|---|---|---|")
-    for r in results:
-        print(f"| {r['model_name']} | {'ImageNet (packaged)' if r.get('use_pretrained') else 'from scratch'} | "
-              f"{r['seed']} | {r['epochs']} | {r['minutes']} | {r['test_accuracy']:.2%} | {r['test_macro_f1']:.4f} |")
+    kinds = args.only.split(",")
+    rows: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in args.datasets:
+            data = dataset(name, tmp)
+            for seed in args.seeds:
+                for kind in kinds:
+                    if kind == "plain":
+                        t = time.perf_counter()
+                        r = plain_loop(data, 30, seed=seed, test=True, max_minutes=args.budget)
+                        r["minutes"] = round((time.perf_counter() - t) / 60, 2)
+                    else:
+                        r = ours(data, tmp / "runs", seed, args.budget, controller=kind == "auto")
+                    rows.setdefault((name, kind), []).append(r)
+                    print(json.dumps({"dataset": name, "kind": kind, "seed": seed, **r}, ensure_ascii=False), flush=True)
+    print(f"\nseeds {args.seeds}; test split; mean over seeds (min-max)\n")
+    print("| dataset | trainer | test accuracy | test macro-F1 | epochs | minutes |\n|---|---|---|---|---|---|")
+    label = {"auto": "trainpilot defaults (auto)", "off": "trainpilot, controller off", "plain": "plain PyTorch loop"}
+    for (name, kind), rs in rows.items():
+        acc, f1 = [r["test_accuracy"] for r in rs], [r["test_macro_f1"] for r in rs]
+        print(f"| {name} | {label[kind]} | {statistics.mean(acc):.2%} ({min(acc):.2%}-{max(acc):.2%}) | "
+              f"{statistics.mean(f1):.4f} ({min(f1):.4f}-{max(f1):.4f}) | "
+              f"{'/'.join(str(r['epochs']) for r in rs)} | {'/'.join(str(r['minutes']) for r in rs)} |")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/pathologies.py [--epochs 15] [--only lr_x50,imbalance_1_20] [--seeds 42,0]
 
+Cases: healthy defaults, lr x50, lr /1000, weight_decay 1.0, one class cut to 1:21, the seed's config
+verbatim, 20% of the training labels flipped to a wrong class, and one class holding 70% of the
+training images (the others cut to 18 each), as a defect-free majority would.
+
 On neu-cls with mobilenetv3_small_100 at 128 px and a fixed epoch budget, each starting config is
 trained twice, with the controller off and with the rule advisor on, and the best checkpoint is
 scored on the test split (macro-F1). "gap closed" = (rules - off) / (healthy - off), from the
@@ -38,6 +42,41 @@ def imbalanced_copy(data: Path, dst: Path, cls: str = "crazing", keep: int = 10)
     return dst
 
 
+def _linked_copy(data: Path, dst: Path, train_files) -> Path:
+    """val/test of ``data`` as links; train as ``train_files(class, sorted files) -> {class: files}``."""
+    classes = [d.name for d in sorted((data / "train").iterdir())]
+    for split in ("val", "test"):
+        for c in classes:
+            (dst / split / c).mkdir(parents=True, exist_ok=True)
+            for f in sorted((data / split / c).iterdir()):
+                (dst / split / c / f.name).symlink_to(f.resolve())
+    for c, files in train_files(classes, {c: sorted((data / "train" / c).iterdir()) for c in classes}).items():
+        (dst / "train" / c).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (dst / "train" / c / f.name).symlink_to(f.resolve())
+    return dst
+
+
+def flipped_copy(data: Path, dst: Path, share: float = 0.2) -> Path:
+    """neu-cls with ``share`` of the training images filed under a random wrong class."""
+    def flip(classes, files):
+        rng, out = random.Random(0), {c: [] for c in classes}
+        for c, fs in files.items():
+            for f in fs:
+                out[rng.choice([o for o in classes if o != c]) if rng.random() < share else c].append(f)
+        return out
+    return _linked_copy(data, dst, flip)
+
+
+def majority_copy(data: Path, dst: Path, share: float = 0.7) -> Path:
+    """neu-cls with one class whole and the others cut so that it holds ``share`` of the training images."""
+    def cut(classes, files):
+        big = classes[0]
+        keep = round(len(files[big]) * (1 - share) / share / (len(classes) - 1))
+        return {c: fs if c == big else random.Random(0).sample(fs, keep) for c, fs in files.items()}
+    return _linked_copy(data, dst, cut)
+
+
 def pathologies(data: Path, tmp: Path) -> dict[str, tuple[dict, Path]]:
     seed = json.loads(SEED_CONFIG.read_text(encoding="utf-8"))
     for key in ("data_dir", "model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
@@ -50,11 +89,14 @@ def pathologies(data: Path, tmp: Path) -> dict[str, tuple[dict, Path]]:
         "weight_decay_1": ({"weight_decay": 1.0}, data),
         "imbalance_1_20": ({}, imbalanced_copy(data, tmp / "imbalanced")),
         "seed_config": (seed, data),
+        "labels_flipped_20pct": ({}, flipped_copy(data, tmp / "flipped")),
+        "majority_70pct": ({}, majority_copy(data, tmp / "majority")),
     }
 
 
 def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: int, seed: int) -> dict:
-    cfg = {"model_name": "mobilenetv3_small_100", "image_size": 128, "use_tensorboard": False,
+    # recipe off: each case is a fixed starting config, so that the controller alone makes the difference
+    cfg = {"model_name": "mobilenetv3_small_100", "image_size": 128, "use_tensorboard": False, "recipe": "off",
            **overrides, "data_dir": str(data), "num_epochs": epochs, "early_stopping": False, "seed": seed,
            "intelligent_training": {"enabled": controller, "advisor": "rules"}}
     run = trainpilot.train(cfg, runs_dir=runs, quiet=True)

@@ -27,9 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL, SIZE, BATCH = "mobilenetv3_small_100", 128, 32
 
 
-def plain_loop(data: Path, epochs: int) -> dict:
-    """The loop most people write: ImageFolder + RandomResizedCrop/flip + DataLoader(2 workers) + AdamW + cosine."""
-    torch.manual_seed(0)
+def plain_loop(data: Path, epochs: int, seed: int = 0, test: bool = False, max_minutes: float = 0.0) -> dict:
+    """The loop most people write: ImageFolder + RandomResizedCrop/flip + DataLoader(2 workers) + AdamW + cosine.
+
+    ``test`` also scores the final weights on ``data/test`` (accuracy and macro-F1); ``max_minutes`` stops
+    after the epoch that crosses that wall-clock budget.
+    """
+    torch.manual_seed(seed)
+    began = time.perf_counter()
     norm = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     train_tf = transforms.Compose([transforms.RandomResizedCrop(SIZE), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), norm])
@@ -54,13 +59,26 @@ def plain_loop(data: Path, epochs: int) -> dict:
             seen += len(y)
         speeds.append(seen / (time.perf_counter() - start))
         sched.step()
+        if max_minutes and time.perf_counter() - began > max_minutes * 60:
+            break
+    out = {"images_per_s": statistics.median(speeds[1:] or speeds), "epochs": len(speeds),
+           "val_accuracy": _score(model, val_dl, len(train_ds.classes))["accuracy"]}
+    if test:
+        test_dl = DataLoader(datasets.ImageFolder(data / "test", val_tf), batch_size=64, num_workers=2)
+        scores = _score(model, test_dl, len(train_ds.classes))
+        out.update(test_accuracy=scores["accuracy"], test_macro_f1=scores["macro_f1"])
+    return out
+
+
+def _score(model, loader, k: int) -> dict:
+    from trainpilot.engine.metrics import confusion_matrix, summarize
+
     model.eval()
-    correct = total = 0
+    cm = torch.zeros(k, k, dtype=torch.long)
     with torch.inference_mode():
-        for x, y in val_dl:
-            correct += (model(x).argmax(1) == y).sum().item()
-            total += len(y)
-    return {"images_per_s": statistics.median(speeds[1:]), "val_accuracy": correct / total}
+        for x, y in loader:
+            cm += confusion_matrix(model(x).argmax(1), y, k)
+    return summarize(cm, [str(i) for i in range(k)])
 
 
 def trainpilot_run(data: Path, epochs: int) -> dict:
