@@ -86,3 +86,20 @@ def test_a_run_prints_and_records_its_choices(long_imbalanced, tmp_path, capsys)
     resumed = trainpilot.train(resume=run.dir, quiet=True)  # nothing is chosen again, the record stays
     assert json.loads((run.dir / "run.json").read_text(encoding="utf-8"))["recipe"] == recorded
     assert resumed.summary["auto"] == run.summary["auto"]
+
+
+def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
+    """With time_budget_minutes, the size shrinks (in steps of 32, not below 128 px) until 15 epochs fit."""
+    from trainpilot import recipe
+
+    profile = profile_dataset(scan_dataset(long_imbalanced))
+    wide = type(profile)(**{**profile.to_dict(), "median_width": 400, "median_height": 130, "median_long_side": 400})
+    monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size: 0.01)  # 10 ms per image at 128 px
+    sizes = {}
+    for minutes in (0, 60, 0.7, 0.2):
+        cfg = build_config({"time_budget_minutes": minutes})
+        sizes[minutes] = {c.key: c for c in choose(cfg, wide, {"time_budget_minutes"})}["image_size"]
+    assert sizes[0].value == sizes[60].value == 224 and "instead" not in sizes[60].reason
+    # 15 epochs x (78 + 39/3 images) x 13 ms x (s/128)^2 <= 0.9 x 42 s  ->  s <= 181 px  ->  160 px
+    assert sizes[0.7].value == 160 and "160 px instead, so that 15 epochs fit" in sizes[0.7].reason
+    assert sizes[0.2].value == 128

@@ -16,7 +16,8 @@ The rules read the data rather than fit one benchmark:
   counts, so every batch shows the minority classes without repeating a few images endlessly; the
   tuning controller adds loss weights when minority recall still lags.
 * **geometry**: letterbox when a tenth of the images are longer than 1.25:1, so parts keep their shape;
-  the input size follows the images' long side (no downscaling of small defects) within 128-224 px.
+  the input size follows the images' long side (no downscaling of small defects) within 128-224 px,
+  and with ``time_budget_minutes`` set, shrinks (timed on this CPU) until 15 epochs fit the budget.
 * **epochs**: about 24,000 training images seen (15 to 60 epochs), so small sets get more passes.
 """
 
@@ -36,6 +37,7 @@ SIZE_RANGE = (128, 224)   # input size bounds (pixels): below, ImageNet features
 SIZE_RANGE_SCRATCH = (64, 224)
 IMAGES_SEEN = 24_000      # training images per run (epochs x set size)
 EPOCH_RANGE = (15, 60)
+TRAIN_STEP_OVERHEAD = 1.3  # a training step (augmentation, optimizer, EMA) vs the probe's forward + backward
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,45 @@ def offline_weights(model_name: str) -> str | None:
     except Exception:  # noqa: BLE001 - an unusual timm/hub version only means "not known to be offline"
         return None
     return None
+
+
+def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int = 16) -> float:
+    """Measured forward + backward time per training image of ``model_name`` at ``size`` px on the CPU."""
+    import time
+
+    import timm
+    import torch
+
+    from trainpilot.models import resolve_model_name
+
+    with torch.random.fork_rng(devices=[]):
+        model = timm.create_model(resolve_model_name(model_name), num_classes=num_classes).train()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    times = []
+    for _ in range(4):  # the first step builds the kernels for this shape: it is not counted
+        start = time.perf_counter()
+        model(x).float().logsumexp(1).sum().backward()
+        times.append(time.perf_counter() - start)
+    return min(times[1:]) / batch
+
+
+def _size_within_budget(model: str, k: int, size: int, lo: int, cfg: TrainConfig, p: DataProfile, epochs: int) -> int:
+    """The largest input size (a multiple of 32, at least ``lo``) at which ``epochs`` epochs fit the time budget."""
+    if cfg.device not in ("auto", "cpu"):
+        return size  # the probe times the CPU; on an accelerator the size is not the bottleneck
+    import torch
+
+    if cfg.device == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        return size
+    per_image = seconds_per_image(model, k, lo) * TRAIN_STEP_OVERHEAD
+    budget = cfg.time_budget_minutes * 60 * 0.9  # some room for evaluation and checkpoints
+    while size > lo:
+        scale = (size / lo) ** 2
+        if epochs * (p.images + p.val_images / 3) * per_image * scale <= budget:  # evaluation: no backward
+            break
+        size -= 32
+    return max(lo, size)
 
 
 def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[Choice]:
@@ -109,14 +150,24 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
                           f"{ELONGATED}:1 (median {profile.median_width}x{profile.median_height} px): letterbox keeps "
                           f"their shape instead of squashing them into a square"))
     letterbox = dict((c.key, c.value) for c in out).get("resize_mode", cfg.resize_mode) == "letterbox"
+    epochs = min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], round(IMAGES_SEEN / max(1, profile.images))))
     if free("image_size"):
         lo, hi = SIZE_RANGE if pretrained else SIZE_RANGE_SCRATCH
         side = profile.median_long_side if letterbox else math.sqrt(profile.median_width * profile.median_height)
         size = min(hi, max(lo, _round32(side)))
         how = ("above the images' size: ImageNet features need some resolution" if size > side * 1.2 else
-               "below the images' size: bounded for training time on this hardware" if size < side / 1.2 else
+               "below the images' size: bounded for training time" if size < side / 1.2 else
                "about the images' own size, so small defects are not scaled away")
-        out.append(Choice("image_size", size, f"median {'long side' if letterbox else 'side'} {side:.0f} px; {size} px is {how}"))
+        why = f"median {'long side' if letterbox else 'side'} {side:.0f} px; {size} px is {how}"
+        if cfg.time_budget_minutes > 0 and size > lo:
+            model = dict((c.key, c.value) for c in out).get("model_name", cfg.model_name)
+            n_epochs = cfg.num_epochs if not free("num_epochs") else epochs
+            fit = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile, min(n_epochs, EPOCH_RANGE[0]))
+            if fit < size:
+                why += (f"; {fit} px instead, so that {min(n_epochs, EPOCH_RANGE[0])} epochs fit in "
+                        f"time_budget_minutes={cfg.time_budget_minutes:g} at the speed measured here")
+                size = fit
+        out.append(Choice("image_size", size, why))
 
     if ratio >= SAMPLER_FROM and free("sampler") and free("use_class_weights"):
         out.append(Choice("sampler", "sqrt", f"{ratio:.3g}:1 class counts: classes are drawn in proportion to the square "
@@ -124,7 +175,6 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
                           f"epoch 1; the tuning controller adds loss weights if minority recall still lags"))
 
     if free("num_epochs"):
-        epochs = min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], round(IMAGES_SEEN / max(1, profile.images))))
         out.append(Choice("num_epochs", epochs, f"{profile.images} training images: {epochs} epochs see about "
                           f"{epochs * profile.images:,} images (early stopping may end sooner)"))
     return out

@@ -23,6 +23,7 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 @dataclass(frozen=True)
 class DataProfile:
     images: int                 # training images
+    val_images: int
     classes: list[str]
     counts: list[int]           # training images per class
     imbalance_ratio: float      # largest / smallest class
@@ -84,7 +85,7 @@ def profile_dataset(index: DatasetIndex, max_images: int = 2000, colour_samples:
         grey = all(mode in GREY_MODES for _, _, mode in sizes)
     counts = index.counts("train")
     return DataProfile(
-        images=len(paths), classes=list(index.classes), counts=counts,
+        images=len(paths), val_images=len(index.val), classes=list(index.classes), counts=counts,
         imbalance_ratio=round(max(counts) / max(1, min(counts)), 3), majority_share=round(max(counts) / max(1, sum(counts)), 4),
         median_width=int(statistics.median(widths)), median_height=int(statistics.median(heights)),
         min_side=min(min(w, h) for w, h, _ in sizes), max_side=max(longs),
