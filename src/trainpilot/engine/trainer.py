@@ -93,6 +93,8 @@ class Trainer:
         self.best = {"value": -math.inf, "epoch": 0, "source": "raw"}
         self.bad_epochs = 0
         self.stop_reason: str | None = None
+        self.stop_status = "stopped"  # what a stop_reason means for the run's status: stopped or pruned
+        self.interrupt: str | None = None  # set by a signal handler: stop after the current batch
         self._commands: list[tuple[str, Any]] = []
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
@@ -182,6 +184,8 @@ class Trainer:
                 steps += 1
             if self.progress:
                 self.progress.advance()
+            if self.interrupt is not None:
+                break
         for t in (loss_sum, correct, seen, gn_sum, nonfinite):
             self.dist.all_reduce_sum(t)
         seconds = time.perf_counter() - start
@@ -249,9 +253,11 @@ class Trainer:
         """Train until num_epochs (which the controller may extend), early stopping, or a stop request."""
         from trainpilot.engine.state import save_checkpoints
 
-        while self.epoch < self.cfg.num_epochs and self.stop_reason is None:
+        while self.epoch < self.cfg.num_epochs and self.stop_reason is None and self.interrupt is None:
             epoch = self.epoch + 1
             train_rec = self.train_one_epoch(epoch)
+            if self.interrupt is not None:  # the partial epoch is dropped: last.pt stays the resume point
+                break
             val_rec = self.validate(epoch)
             self.epoch = epoch
             improved = self._record(epoch, train_rec, val_rec)
@@ -262,7 +268,17 @@ class Trainer:
                                     f"{self.bad_epochs} epochs (best {self.best['value']:.4g} at epoch {self.best['epoch']})")
             if self.dist.is_main:
                 save_checkpoints(self, improved)
+        if self.interrupt is not None and self.stop_reason is None:
+            self.stop_reason = (f"stopped by {self.interrupt} during epoch {self.epoch + 1}, after the current batch; "
+                                f"the partial epoch was dropped and last.pt holds epoch {self.epoch}")
         return self.summary()
+
+    @property
+    def status(self) -> str:
+        """completed (num_epochs reached), stopped (a signal, early stopping, a stop request) or pruned."""
+        if self.stop_reason is None:
+            return "completed"
+        return self.stop_status
 
     def _record(self, epoch: int, train_rec: dict, val_rec: dict) -> bool:
         now = time.time()
@@ -353,9 +369,11 @@ class Trainer:
             self.ema = SparseEma(self.model, decay=self.cfg.model_ema_decay, use_warmup=True)
         self.optimizer = build_optimizer(self.model, self.cfg)
 
-    def request_stop(self, reason: str, _replay: bool = False) -> None:
-        self._log_command("request_stop", reason)
+    def request_stop(self, reason: str, pruned: bool = False, _replay: bool = False) -> None:
+        """Stop after this epoch; ``pruned``: a study's pruner judged the run not worth finishing."""
+        self._log_command("request_stop", reason, pruned)
         self.stop_reason = reason
+        self.stop_status = "pruned" if pruned else "stopped"
 
     def summary(self) -> dict:
         val = [r for r in self.history if r["phase"] == "val"]
@@ -364,7 +382,8 @@ class Trainer:
                 "best_source": self.best["source"], "monitor": self.cfg.monitor,
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
                 "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
-                "stop_reason": self.stop_reason or "completed num_epochs",
+                "stop_reason": self.stop_reason or "completed num_epochs", "status": self.status,
+                "interrupted_by": self.interrupt,
                 "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in val), 3),
                 "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
                 "skipped_files": len(self.data.skipped)}
