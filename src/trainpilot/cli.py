@@ -173,14 +173,18 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
         lines.append(f"tensorboard     tensorboard --logdir {summary['tensorboard']}")
     if summary.get("copied"):
         lines.append("copied to       " + ", ".join(summary["copied"]))
-    adjustments = Path(str(summary.get("run_dir"))) / "adjustments.jsonl"
-    if adjustments.exists():
-        from trainpilot.reports.data import load_adjustments
+    from trainpilot.runs import Run
 
-        latest = load_adjustments(adjustments)
+    run = Run(Path(str(summary.get("run_dir"))))
+    latest = run.adjustments
+    if latest:
         changed = sum(1 for r in latest if r.get("changes"))
-        lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in "
-                     f"{adjustments.parent / 'reports'} (trainpilot report RUN adds summary.html)")
+        lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in {run.root / 'reports'}")
+    for split, m in (summary.get("final") or {}).items():
+        lines.append(f"best.pt on {split:<5}accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f} "
+                     f"({m['num_images']} images)")
+    if summary.get("summary_html"):
+        lines.append(f"summary         {summary['summary_html']}")
     lines.append(f"stopped         {summary.get('stop_reason')}")
     if summary.get("skipped_files"):
         lines.append(f"skipped files   {summary['skipped_files']} (listed in run.json)")
@@ -189,7 +193,7 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
 
 def _register_optional_commands() -> None:
     # Tuning and LLM commands live with their own modules; they register here when present.
-    for module in ("trainpilot.tuning.cli", "trainpilot.llm.cli"):
+    for module in ("trainpilot.tuning.cli", "trainpilot.llm.cli", "trainpilot.runs_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as err:
