@@ -60,7 +60,7 @@ def _model_stem(cfg: TrainConfig) -> str:
 
 def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
                   runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
-                  console: Console | None = None) -> tuple[Trainer, list[str]]:
+                  console: Console | None = None, name: str | None = None) -> tuple[Trainer, list[str]]:
     """Everything :func:`train` does before the first epoch: config, data, model, precision, run directory."""
     console = console or Console(stderr=True, quiet=True)
     notices: list[str] = []
@@ -99,7 +99,8 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         if cfg.use_class_weights:
             cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes)
         runs_dir = Path(runs_dir)
-        session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir) if dist.is_main else None)
+        session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir, name)
+                                    if dist.is_main else None)
         run = RunDir(runs_dir / session_id)
     for key in ("model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
         _, notice = output_dir(cfg, key)
@@ -122,11 +123,12 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
 
 def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
           runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
-          quiet: bool = False, json_logs: bool = False, console: Console | None = None) -> Run:
-    """Train a classifier; see the README for the config keys. Returns the :class:`Run`."""
+          quiet: bool = False, json_logs: bool = False, console: Console | None = None, name: str | None = None) -> Run:
+    """Train a classifier; see the README for the config keys. ``name``: the run directory's name
+    (default ``<model>_<time>``). Returns the :class:`Run`."""
     console = console or Console(stderr=True, quiet=quiet, soft_wrap=True)
     trainer, notices = build_trainer(config, overrides=overrides, runs_dir=runs_dir, resume=resume, hooks=hooks,
-                                     console=console)
+                                     console=console, name=name)
     cfg, dist, run, data = trainer.cfg, trainer.dist, trainer.run, trainer.data
     if not dist.is_main:
         console = Console(quiet=True)

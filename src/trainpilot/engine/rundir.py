@@ -70,9 +70,13 @@ class RunDir:
         os.replace(tmp, self.metrics)
 
 
-def new_session_id(model_name: str, runs_dir: Path) -> str:
-    """<Model>_<YYYYmmdd_HHMMSS>, with a suffix when that name is taken (two runs in one second)."""
-    base = f"{model_name}_{time.strftime('%Y%m%d_%H%M%S')}"
+def new_session_id(model_name: str, runs_dir: Path, name: str | None = None) -> str:
+    """<Model>_<YYYYmmdd_HHMMSS> (or ``name`` when given), with a suffix when that is taken (NAME_2, ...)."""
+    if name is not None:
+        if not name.strip() or name.startswith((".", "_")) or any(c in name for c in '/\\:*?"<>|'):
+            raise ValueError(f"run name {name!r} cannot be a folder name; use letters, digits, '-' and '_', "
+                             f"not starting with '.' or '_'")
+    base = name or f"{model_name}_{time.strftime('%Y%m%d_%H%M%S')}"
     name, n = base, 1
     while (runs_dir / name).exists():
         n += 1
