@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -118,11 +117,10 @@ def demo(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (or a .pt checkpoint)."),
-    split: str = typer.Option("test", "--split", click_type=click.Choice(["test", "val", "train", "all"]),
-                              help="A split folder; for flat class folders val/train are the run's seeded split, "
-                                   "all is every image."),
+    split: str = typer.Option("test", "--split", help="test, val, train or all; for flat class folders val/train "
+                                                      "are the run's seeded split, all is every image."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder; default: the run's data_dir."),
-    which: str = typer.Option("best", "--checkpoint", click_type=click.Choice(["best", "last"]), help="Which weights."),
+    which: str = typer.Option("best", "--checkpoint", help="best or last."),
     device: str = DEVICE,
     batch_size: int = BATCH,
 ) -> None:
@@ -131,6 +129,8 @@ def evaluate(
     from trainpilot.finish import write_evaluation
     from trainpilot.inference import evaluate_split, load_trained
 
+    if split not in ("test", "val", "train", "all"):
+        raise ValueError(f"--split {split!r} is not one of test, val, train, all")
     trained = load_trained(run, which=which, device=device)
     data_dir = data or Path(trained.config["data_dir"])
     result = evaluate_split(trained, data_dir, split=split, batch_size=batch_size)
