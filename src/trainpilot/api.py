@@ -171,15 +171,13 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
                 write_json_atomic(run.root / "summary.json", summary)
                 status.write(trainer.status, summary["stop_reason"], epoch=trainer.epoch)
     except KeyboardInterrupt:
-        if status is not None:
-            status.write("stopped", f"aborted by a second interrupt during epoch {trainer.epoch + 1}; "
-                                    f"last.pt holds epoch {trainer.epoch}", epoch=trainer.epoch)
+        _final_status(status, "stopped", f"aborted by a second interrupt during epoch {trainer.epoch + 1}; "
+                                         f"last.pt holds epoch {trainer.epoch}", trainer.epoch)
         warn.print(f"[red]aborted[/] after epoch {trainer.epoch}; {resume_hint}", highlight=False)
         raise
     except BaseException as err:
-        if status is not None:
-            status.write("crashed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                         epoch=trainer.epoch)
+        _final_status(status, "crashed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                      trainer.epoch)
         raise
     finally:
         for hook in trainer.hooks:
@@ -188,6 +186,16 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
         if trainer.lock is not None:
             trainer.lock.release()
     return Run(run.root, summary, trainer.cfg, notices)
+
+
+def _final_status(status: StatusFile | None, state: str, reason: str, epoch: int) -> None:
+    """The last status write of a run that ends by an exception; a full disk must not hide that exception."""
+    if status is None:
+        return
+    try:
+        status.write(state, reason, epoch=epoch)
+    except OSError:
+        pass
 
 
 def _controller_hooks(cfg: TrainConfig, run: RunDir) -> list:

@@ -7,6 +7,7 @@ the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -270,7 +271,11 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns KeyboardInterrupt into a returned 130 here
+        if isinstance(code, int) and code:
+            if code == 130:
+                console.print("aborted")
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -280,11 +285,21 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except user_errors as exc:
-        if os.environ.get("TRAINPILOT_DEBUG") == "1":
+        _user_error(exc)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        console.print(f"[red]error:[/] {message}", highlight=False)
-        sys.exit(2)
+        _user_error(exc)
+
+
+def _user_error(exc: BaseException) -> None:
+    if os.environ.get("TRAINPILOT_DEBUG") == "1":
+        raise exc
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and not exc.filename and str(exc).startswith("["):
+        message = exc.strerror  # "[Errno 28] ..." -> the sentence itself
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ lists/tuples/dicts of them (the numpy RNG state is converted to a tensor on the 
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 import random
 import re
 from pathlib import Path
@@ -35,13 +37,23 @@ def atomic_save(obj, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch's zip writer reports a failed write as a RuntimeError
+        full = _nearly_full(tmp.parent)
         tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"cannot write checkpoint '{path}' ({err.strerror or err}); "
-                                 f"free some disk space or choose another --runs-dir") from None
+        code = errno.ENOSPC if full else (getattr(err, "errno", None) or errno.EIO)
+        why = os.strerror(errno.ENOSPC) if full else (getattr(err, "strerror", None) or str(err).splitlines()[0][:120])
+        raise OSError(code, f"cannot write checkpoint '{path}' ({why}); the previous one is kept; "
+                            f"free some disk space or choose another --runs-dir") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def rng_state() -> dict:
