@@ -7,6 +7,9 @@ augmentation, clipping, accumulation and EMA can never disagree with the config.
 
 from __future__ import annotations
 
+import math
+
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,8 +24,24 @@ from trainpilot.models import set_dropout
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
 
-RESTART_KEYS = ("batch_size", "optimizer", "lr_scheduler")
+# the keys the schema marks tunable="restart": applied by a warm restart over the remaining epochs
+RESTART_KEYS = tuple(k for k, f in TrainConfig.model_fields.items()
+                     if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("tunable") == "restart")
 SCHEDULE_KEYS = ("num_epochs", "gradient_accumulation_enabled", "gradient_accumulation_steps")
+
+
+@dataclass
+class ApplyResult:
+    """How :func:`apply_live_changes` made changes take effect.
+
+    ``restart``: the keys applied by a warm restart (empty when everything was live);
+    ``ramp_epochs``: epochs the restart's lr ramp takes, after which a change can be judged;
+    ``notes``: one sentence per change for the adjustment report.
+    """
+
+    notes: list[str] = field(default_factory=list)
+    restart: list[str] = field(default_factory=list)
+    ramp_epochs: int = 0
 
 
 def resolve_class_weights(cfg: TrainConfig, counts: list[int], classes: list[str]) -> dict[str, float] | None:
@@ -85,10 +104,10 @@ def restart_keys(cfg: TrainConfig, changes: dict[str, Any]) -> list[str]:
     return [k for k in RESTART_KEYS if k in changes and changes[k] != getattr(cfg, k)]
 
 
-def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
+def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> ApplyResult:
     """Apply ``changes`` (already validated by the action schema) at an epoch boundary.
 
-    Returns one note per change saying how it took effect. Structural keys (batch_size,
+    Returns how the changes took effect (:class:`ApplyResult`). Structural keys (batch_size,
     optimizer, lr_scheduler) are applied by a warm restart: a new schedule over the remaining epochs
     (and a new optimizer for a new optimizer type), starting from the current weights, never from scratch.
     """
@@ -120,7 +139,8 @@ def apply_live_changes(tr: "Trainer", changes: dict[str, Any]) -> list[str]:
     _sync_modules(tr)
     if tr.cfg.use_class_weights and tr.cfg.class_weights:
         notes.append("class weights in use: " + ", ".join(f"{k}={v:g}" for k, v in tr.cfg.class_weights.items()))
-    return notes
+    ramp = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch())) if restart else 0
+    return ApplyResult(notes=notes, restart=restart, ramp_epochs=ramp)
 
 
 def restore_config(tr: "Trainer", config: dict[str, Any]) -> None:

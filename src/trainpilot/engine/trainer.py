@@ -328,8 +328,8 @@ class Trainer:
             self._commands.append((name, args))
 
     # -- the controller's interface ------------------------------------------------------------------
-    def apply_changes(self, changes: dict[str, Any], _replay: bool = False) -> list[str]:
-        """Apply validated config changes live (or by warm restart); returns notes on how each was applied."""
+    def apply_changes(self, changes: dict[str, Any], _replay: bool = False) -> live.ApplyResult:
+        """Apply validated config changes live (or by warm restart); returns how they took effect."""
         self._log_command("apply_changes", changes)
         return live.apply_live_changes(self, changes)
 

@@ -34,7 +34,6 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
-from trainpilot.engine.live import restart_keys
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
@@ -83,7 +82,8 @@ class TuningController:
         return {"applied": self.applied, "cooldown_until": self.cooldown_until, "next_due": self.next_due,
                 "discarded": [list(r) for r in self.discarded],
                 "analyzed": list(self.analyzed),
-                "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s}
+                "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s,
+                "finished": getattr(self, "_finished", False)}
 
     def load_state_dict(self, state: dict) -> None:
         self.applied, self.cooldown_until = state["applied"], state["cooldown_until"]
@@ -91,6 +91,7 @@ class TuningController:
         self.discarded = [list(r) for r in state.get("discarded", [])]
         self.analyzed, self.pending = list(state["analyzed"]), state["pending"]
         self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
+        self._finished = bool(state.get("finished", False))
 
     # -- records -----------------------------------------------------------------------------------
     def records(self) -> dict[str, dict]:
@@ -245,16 +246,15 @@ class TuningController:
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
                          "chance, so the current weights were only damage (a rollback to the last undamaged state)")
-        restart = restart_keys(tr.cfg, updates)
-        record["apply_notes"] = notes + tr.apply_changes(updates)
+        result = tr.apply_changes(updates)
+        record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()
         record["status"] = "applied" if record["status"] != "approved" else "approved"
         self.applied += 1
         self.cooldown_until = epoch + self.it.cooldown_epochs - 1
         window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
-        if restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
-            ramp = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch()))
-            window = max(window, min(ramp + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
+        if result.restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
+            window = max(window, min(result.ramp_epochs + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
         values = [monitor_value(r, tr.cfg.monitor) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
