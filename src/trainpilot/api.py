@@ -18,12 +18,12 @@ from rich.console import Console
 from trainpilot.config import TrainConfig, build_config, load_config, output_dir
 from trainpilot.data.prepare import prepare_data
 from trainpilot.engine.dist import init_distributed, resolve_device
-from trainpilot.engine.live import resolve_class_weights
 from trainpilot.engine.precision import choose_precision
 from trainpilot.engine.rundir import RunDir, RunLock, StatusFile, StatusSink, new_session_id, read_jsonl, write_json_atomic
 from trainpilot.engine.signals import StopOnSignal
 from trainpilot.engine.sinks import ConsoleSink, JsonlSink, JsonLogSink, Progress, TensorBoardSink
-from trainpilot.engine.state import copy_to_user_dirs, load_checkpoint, restore_trainer
+from trainpilot.engine.checkpoint import load_checkpoint
+from trainpilot.engine.state import copy_to_user_dirs
 from trainpilot.engine.trainer import Trainer
 from trainpilot.models import build_model, resolve_model_name
 
@@ -96,8 +96,6 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         notices.append(precision.notice)
 
     if ckpt is None:
-        if cfg.use_class_weights:
-            cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes)
         runs_dir = Path(runs_dir)
         session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir, name)
                                     if dist.is_main else None)
@@ -113,7 +111,7 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
     # one process trains a run directory at a time: a second resume is refused before it writes anything
     trainer.lock = RunLock(run.root).acquire() if dist.is_main else None
     if ckpt is not None:
-        restore_trainer(trainer, ckpt)
+        trainer.load_state_dict(ckpt)
         if dist.is_main:
             run.truncate_metrics_after(trainer.epoch)
         trainer.history = read_jsonl(run.metrics)  # the controller diagnoses from the whole history

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainpilot.llm.settings import LLMSettings
+from trainpilot.llm_settings import LLMSettings
 
 OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "RAdam", "AdaBelief")
 SCHEDULERS = (

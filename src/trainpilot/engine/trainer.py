@@ -12,7 +12,6 @@ calls run on rank 0 and are replayed on the other ranks, so every process stays 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import time
@@ -27,11 +26,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from trainpilot.config import TrainConfig
 from trainpilot.data.augment import BatchAugment
 from trainpilot.data.prepare import PreparedData, SplitData
-from trainpilot.engine import live
+from trainpilot.engine.live import LiveChanges
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.metrics import confusion_matrix, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
+from trainpilot.engine.state import TrainerState
 
 
 EMA_EVERY = 4  # optimizer steps per EMA update (with decay**4): the same average for a quarter of the cost
@@ -64,8 +64,12 @@ def monitor_value(record: dict, monitor: str) -> float:
     return -value if monitor == "val_loss" else value
 
 
-class Trainer:
-    """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one."""
+class Trainer(LiveChanges, TrainerState):
+    """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one.
+
+    Live changes (:meth:`apply_changes`) come from :class:`LiveChanges`; the state it saves, restores and
+    snapshots (:meth:`state_dict`, :meth:`load_state_dict`, :meth:`snapshot`, :meth:`restore`) from
+    :class:`TrainerState`."""
 
     def __init__(self, cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, model_info: dict,
                  device: torch.device, precision: Precision, dist: DistContext, session_id: str,
@@ -98,7 +102,7 @@ class Trainer:
         self._commands: list[tuple[str, Any]] = []
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
-        live.rebuild_loss_and_mixup(self)
+        self.rebuild_loss_and_mixup()
 
     # -- sizes ---------------------------------------------------------------------------------
     def local_train_size(self) -> int:
@@ -251,8 +255,6 @@ class Trainer:
     # -- the run -----------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train until num_epochs (which the controller may extend), early stopping, or a stop request."""
-        from trainpilot.engine.state import save_checkpoints
-
         while self.epoch < self.cfg.num_epochs and self.stop_reason is None and self.interrupt is None:
             epoch = self.epoch + 1
             train_rec = self.train_one_epoch(epoch)
@@ -267,7 +269,7 @@ class Trainer:
                 self.stop_reason = (f"early stopping: {self.cfg.monitor} did not improve for "
                                     f"{self.bad_epochs} epochs (best {self.best['value']:.4g} at epoch {self.best['epoch']})")
             if self.dist.is_main:
-                save_checkpoints(self, improved)
+                self.save_checkpoints(improved)
         if self.interrupt is not None and self.stop_reason is None:
             self.stop_reason = (f"stopped by {self.interrupt} during epoch {self.epoch + 1}, after the current batch; "
                                 f"the partial epoch was dropped and last.pt holds epoch {self.epoch}")
@@ -328,37 +330,6 @@ class Trainer:
             self._commands.append((name, args))
 
     # -- the controller's interface ------------------------------------------------------------------
-    def apply_changes(self, changes: dict[str, Any], _replay: bool = False) -> live.ApplyResult:
-        """Apply validated config changes live (or by warm restart); returns how they took effect."""
-        self._log_command("apply_changes", changes)
-        return live.apply_live_changes(self, changes)
-
-    def snapshot(self, _replay: bool = False) -> dict:
-        """An in-memory copy of everything a rollback must restore (weights bit-for-bit)."""
-        self._log_command("snapshot")
-        self._last_snapshot = {
-            "model": copy.deepcopy(self.model.state_dict()),
-            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema else None,
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "schedule": copy.deepcopy(self.schedule.state_dict()),
-            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
-            "config": self.cfg.to_dict(), "epoch": self.epoch,
-        }
-        return self._last_snapshot
-
-    def restore(self, snap: dict | None = None, _replay: bool = False) -> None:
-        """Roll back to a snapshot (the config, optimizer and schedule too); the epoch counter keeps going."""
-        self._log_command("restore")
-        snap = snap or self._last_snapshot
-        live.restore_config(self, snap["config"])
-        self.model.load_state_dict(snap["model"])
-        if self.ema is not None and snap["ema"] is not None:
-            self.ema.load_state_dict(snap["ema"])
-        self.optimizer.load_state_dict(snap["optimizer"])
-        self.schedule.load_state_dict(snap["schedule"])
-        if self.precision.scaler and snap["scaler"]:
-            self.precision.scaler.load_state_dict(snap["scaler"])
-
     def reset_weights(self, _replay: bool = False) -> None:
         """Back to the initial weights, with a fresh optimizer state and EMA; the lr schedule continues."""
         if self.initial_weights is None:
