@@ -189,7 +189,7 @@ def evaluate_split(trained: Trained, data_dir: str | Path, split: str = "test", 
     if not root.is_dir():
         raise InferenceError(f"dataset folder '{root}' does not exist or is not a folder")
     folder = root if split == "all" else root / split
-    if split in ("train", "val") and not folder.is_dir() and not (root / "train").is_dir():
+    if split in ("train", "val") and not any((root / s).is_dir() for s in SPLIT_NAMES):  # flat class folders
         return _evaluate_seeded_split(trained, root, split, batch_size)
     if not folder.is_dir():
         present = [s for s in SPLIT_NAMES if (root / s).is_dir()]

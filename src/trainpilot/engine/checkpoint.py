@@ -91,6 +91,9 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = _BLOCKED.search(str(err))
+        if found is None and "global" not in str(err).lower():  # no code in it: a damaged or foreign file
+            raise CheckpointError(f"cannot read '{path}' as a checkpoint (not a valid PyTorch file); "
+                                  f"it may be truncated or not a checkpoint") from None
         what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(f"refusing to load '{path}': it holds Python objects{what}, not only tensors and "
                               f"plain data, and loading it could run code; use a checkpoint written by trainpilot") from None

@@ -28,6 +28,7 @@ from trainpilot.data.augment import BatchAugment
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.engine.live import LiveChanges
 from trainpilot.engine.dist import DistContext
+from trainpilot.engine.events import last_val_record
 from trainpilot.engine.metrics import confusion_matrix, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
@@ -348,7 +349,7 @@ class Trainer(LiveChanges, TrainerState):
 
     def summary(self) -> dict:
         val = [r for r in self.history if r["phase"] == "val"]
-        last = val[-1] if val else {}
+        last = last_val_record(self.history) or {}
         return {"session_id": self.session_id, "epochs": self.epoch, "best_epoch": self.best["epoch"],
                 "best_source": self.best["source"], "monitor": self.cfg.monitor,
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .data import atomic_write_text, epoch_rows
+from .data import atomic_write_text, epoch_rows, last_val
 from .fmt import change_type, dumps_clean, fence, fmt_human, fmt_metric, fmt_value, md_cell
 from .i18n import analysis_heading, advisor_key, label, norm_lang, tr
 
@@ -99,7 +99,7 @@ def _class_weights(r: dict, history: list[dict], L: str) -> str | None:
     before = (r.get("config_before") or {}).get("class_weights")
     if not after:
         return None
-    val = next((row["val"] for row in reversed(epoch_rows(history)) if row["val"]), None) or {}
+    val = last_val(history) or {}
     names = list(val.get("class_names") or [])
     def as_map(w):
         if isinstance(w, dict):

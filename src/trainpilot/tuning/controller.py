@@ -34,6 +34,7 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
+from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
@@ -100,7 +101,7 @@ class TuningController:
 
     def _save(self, record: dict, history: list[dict]) -> None:
         append_jsonl(self.run.adjustments, record)  # a later line with the same adj_id supersedes
-        if record["changes"] or record["rejected"] or record["status"] in ("recorded", "stale"):
+        if record["changes"] or record["rejected"] or record["status"] in (S.RECORDED, S.STALE):
             write_adjustment_report(self.run.reports, record, history, self.it.report_language)
 
     # -- the hook --------------------------------------------------------------------------------------
@@ -208,21 +209,21 @@ class TuningController:
             "reason": self._reason(trigger, diagnosis, asked_at, epoch), "diagnosis": diagnosis.to_dict(),
             "analysis_text": proposal.analysis, "raw_output": proposal.raw_output or proposal.analysis,
             "changes": validated.changes, "rejected": validated.rejected, "unchanged": validated.unchanged,
-            "notes": validated.notes, "status": "recorded", "outcome": None,
+            "notes": validated.notes, "status": S.RECORDED, "outcome": None,
             "evaluate_after_epochs": self.it.evaluation_window,
             "config_before": tr.cfg.to_dict(), "config_after": (validated.new_config or tr.cfg).to_dict(),
         }
         if getattr(self, "_finished", False):
-            record.update(status="recorded", config_after=tr.cfg.to_dict(),
+            record.update(status=S.RECORDED, config_after=tr.cfg.to_dict(),
                           notes=[*validated.notes, "the proposal arrived after the last epoch: recorded, not applied"])
         elif epoch - asked_at > self.it.stale_after_epochs:
-            record.update(status="stale", changes=[], config_after=tr.cfg.to_dict(),
+            record.update(status=S.STALE, changes=[], config_after=tr.cfg.to_dict(),
                           notes=[*validated.notes, f"the proposal asked for at epoch {asked_at} arrived at epoch "
                                  f"{epoch}, more than stale_after_epochs={self.it.stale_after_epochs} later: dropped"])
         elif not validated.changes or self.it.mode == "off":
-            record["status"] = "recorded" if validated.changes or validated.rejected or self.it.mode == "off" else "no_change"
+            record["status"] = S.RECORDED if validated.changes or validated.rejected or self.it.mode == "off" else S.NO_CHANGE
         elif self.it.mode == "suggest":
-            record["status"] = "proposed"
+            record["status"] = S.PROPOSED
         else:
             self._apply(tr, epoch, record, validated.updates)
         self._save(record, tr.history)
@@ -249,7 +250,7 @@ class TuningController:
         result = tr.apply_changes(updates)
         record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()
-        record["status"] = "applied" if record["status"] != "approved" else "approved"
+        record["status"] = S.APPLIED if record["status"] != S.APPROVED else S.APPROVED
         self.applied += 1
         self.cooldown_until = epoch + self.it.cooldown_epochs - 1
         window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
@@ -283,7 +284,7 @@ class TuningController:
         if record is None:
             return
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
-        record["status"] = "kept" if keep else "reverted"
+        record["status"] = S.KEPT if keep else S.REVERTED
         record["outcome"] = {"decision": record["status"], "metric": tr.cfg.monitor, "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
@@ -298,17 +299,17 @@ class TuningController:
         records = self.records()
         for d in new:
             record = records.get(d.get("adj_id"))
-            if record is None or record["status"] != "proposed":
+            if record is None or record["status"] != S.PROPOSED:
                 continue
             if d.get("decision") == "reject" or self.pending is not None:
-                record["status"] = "rejected_by_user" if d.get("decision") == "reject" else "stale"
+                record["status"] = S.REJECTED_BY_USER if d.get("decision") == "reject" else S.STALE
                 self._save(record, tr.history)
                 continue
             proposal = Proposal(analysis=record["analysis_text"], advisor=record["advisor"],
                                 changes=[{"key": c["key"], "value": c["new"], "reason": c.get("reason", "")}
                                          for c in record["changes"] if c["source"] == "advisor"])
             validated = validate_proposal(proposal, tr.cfg, self.it, tr.data.train_counts(), tr.class_names)
-            record.update(changes=validated.changes, rejected=record["rejected"] + validated.rejected, status="approved",
+            record.update(changes=validated.changes, rejected=record["rejected"] + validated.rejected, status=S.APPROVED,
                           approved_at_epoch=epoch, config_before=tr.cfg.to_dict())
             if validated.changes:
                 self._apply(tr, epoch, record, validated.updates)
