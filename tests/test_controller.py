@@ -65,8 +65,9 @@ def test_live_changes_reach_every_part(tiny_cfg, tmp_path):
     assert t.model.drop_rate == 0.25 and t.loss_fn.label_smoothing == 0.2 and not t.augment.enabled
     assert t.ema.decay == 0.9 and t.mixup is not None and t.loss_fn.class_weights is not None
     assert t.cfg.class_weights and t.steps_per_epoch() == -(-t.batches_per_epoch() // 2)
-    notes = t.apply_changes({"optimizer": "SGD", "batch_size": 4})
-    assert isinstance(t.optimizer, torch.optim.SGD) and "warm restart" in notes[0] and "new optimizer" in notes[0]
+    result = t.apply_changes({"optimizer": "SGD", "batch_size": 4})
+    assert isinstance(t.optimizer, torch.optim.SGD) and "warm restart" in result.notes[0] and "new optimizer" in result.notes[0]
+    assert sorted(result.restart) == ["batch_size", "optimizer"] and result.ramp_epochs >= 1
 
 
 def test_schedule_warm_restart_keeps_the_optimizer_state(tiny_cfg, tmp_path):
@@ -76,8 +77,8 @@ def test_schedule_warm_restart_keeps_the_optimizer_state(tiny_cfg, tmp_path):
     t.train_one_epoch(1)
     t.epoch = 1
     opt, moments = t.optimizer, {k: v["exp_avg"].clone() for k, v in t.optimizer.state.items()}
-    notes = t.apply_changes({"lr_scheduler": "CosineAnnealingLR", "learning_rate": 0.01, "weight_decay": 0.02})
-    assert t.optimizer is opt and "optimizer state kept" in notes[0]
+    result = t.apply_changes({"lr_scheduler": "CosineAnnealingLR", "learning_rate": 0.01, "weight_decay": 0.02})
+    assert t.optimizer is opt and "optimizer state kept" in result.notes[0] and result.restart == ["lr_scheduler"]
     assert all(torch.equal(t.optimizer.state[k]["exp_avg"], v) for k, v in moments.items()) and moments
     assert t.schedule.warmup >= t.steps_per_epoch() and t.schedule.peak_lr == 0.01
     assert any(g["weight_decay"] == 0.02 for g in t.optimizer.param_groups)

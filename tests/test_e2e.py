@@ -45,7 +45,7 @@ def test_two_epoch_run_writes_a_complete_run_directory(tiny_run):
         assert key in val
     assert records[0]["images_per_s"] > 0
     assert sum(map(sum, val["confusion_matrix"])) == sum(v["support"] for v in val["per_class"].values())
-    last = torch.load(d / "checkpoints/last.pt", weights_only=False)
+    last = torch.load(d / "checkpoints/last.pt", weights_only=True)
     for key in ("model", "optimizer", "schedule", "scaler", "ema", "epoch", "rng", "config", "class_names"):
         assert key in last
     resolved = json.loads((d / "config.resolved.json").read_text())
@@ -110,7 +110,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny_data, tmp_path):
     run_dir = None
     while time.time() < deadline:
         dirs = list((tmp_path / "crash").glob("*/checkpoints/last.pt")) if (tmp_path / "crash").exists() else []
-        if dirs and torch.load(dirs[0], weights_only=False)["epoch"] >= 2:
+        if dirs and torch.load(dirs[0], weights_only=True)["epoch"] >= 2:
             run_dir = dirs[0].parents[1]
             break
         time.sleep(0.2)
@@ -139,7 +139,7 @@ def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
     assert [r["epoch"] for r in val] == [1, 2]
     n_val = sum(1 for _ in (tiny_data / "val").rglob("*.png"))
     assert sum(map(sum, val[-1]["confusion_matrix"])) == n_val  # metrics reduced across both ranks
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in best["model"])  # loadable by a single process
     from trainpilot.inference import load_trained
 

@@ -138,7 +138,7 @@ def test_run_outputs(tiny_run, tiny_cfg, tmp_path):
     run_json = json.loads((tiny_run.dir / "run.json").read_text())
     assert run_json["model_note"] == ""
     assert list((tiny_run.dir / "tensorboard").glob("events.out.tfevents.*"))
-    best = torch.load(tiny_run.best_checkpoint, weights_only=False)
+    best = torch.load(tiny_run.best_checkpoint, weights_only=True)
     assert best["source"] in ("raw", "ema") and best["monitor"] == "val_accuracy"
 
 

@@ -19,12 +19,13 @@ from trainpilot.config import TrainConfig, build_config, load_config, output_dir
 from trainpilot.data.prepare import prepare_data, scan
 from trainpilot.data.profile import describe_dict, profile_dataset
 from trainpilot.engine.dist import init_distributed, resolve_device
-from trainpilot.engine.live import resolve_class_weights
 from trainpilot.engine.precision import choose_precision
-from trainpilot.engine.rundir import RunDir, new_session_id, read_jsonl, write_json_atomic
+from trainpilot.engine.rundir import RunDir, RunLock, StatusFile, StatusSink, new_session_id, read_jsonl, write_json_atomic
+from trainpilot.engine.signals import StopOnSignal
 from trainpilot.jsonio import read_json
 from trainpilot.engine.sinks import ConsoleSink, JsonlSink, JsonLogSink, Progress, TensorBoardSink
-from trainpilot.engine.state import copy_to_user_dirs, load_checkpoint, restore_trainer
+from trainpilot.engine.checkpoint import load_checkpoint
+from trainpilot.engine.state import copy_to_user_dirs
 from trainpilot.engine.trainer import Trainer
 from trainpilot.models import build_model, resolve_model_name
 from trainpilot.recipe import apply_recipe
@@ -62,7 +63,7 @@ def _model_stem(cfg: TrainConfig) -> str:
 
 def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
                   runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
-                  console: Console | None = None) -> tuple[Trainer, list[str]]:
+                  console: Console | None = None, name: str | None = None) -> tuple[Trainer, list[str]]:
     """Everything :func:`train` does before the first epoch: config, data, model, precision, run directory."""
     console = console or Console(stderr=True, quiet=True)
     notices: list[str] = []
@@ -105,10 +106,9 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         notices.append(precision.notice)
 
     if ckpt is None:
-        if cfg.use_class_weights:
-            cfg.class_weights = resolve_class_weights(cfg, data.train_counts(), data.classes)
         runs_dir = Path(runs_dir)
-        session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir) if dist.is_main else None)
+        session_id = dist.broadcast(new_session_id(cfg.model_name.replace("/", "_"), runs_dir, name)
+                                    if dist.is_main else None)
         run = RunDir(runs_dir / session_id)
     for key in ("model_save_dir", "default_param_save_dir", "tensorboard_log_dir"):
         _, notice = output_dir(cfg, key)
@@ -119,8 +119,10 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
     trainer.run = run
     trainer.recipe = recipe if recipe is not None else read_json(run.root / "run.json").get("recipe")
     trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run)
+    # one process trains a run directory at a time: a second resume is refused before it writes anything
+    trainer.lock = RunLock(run.root).acquire() if dist.is_main else None
     if ckpt is not None:
-        restore_trainer(trainer, ckpt)
+        trainer.load_state_dict(ckpt)
         if dist.is_main:
             run.truncate_metrics_after(trainer.epoch)
         trainer.history = read_jsonl(run.metrics)  # the controller diagnoses from the whole history
@@ -130,20 +132,23 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
 
 def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: list[str] | None = None,
           runs_dir: str | Path = "runs", resume: str | Path | None = None, hooks: list | None = None,
-          quiet: bool = False, json_logs: bool = False, console: Console | None = None) -> Run:
-    """Train a classifier; see the README for the config keys. Returns the :class:`Run`."""
+          quiet: bool = False, json_logs: bool = False, console: Console | None = None, name: str | None = None) -> Run:
+    """Train a classifier; see the README for the config keys. ``name``: the run directory's name
+    (default ``<model>_<time>``). Returns the :class:`Run`."""
     console = console or Console(stderr=True, quiet=quiet, soft_wrap=True)
     trainer, notices = build_trainer(config, overrides=overrides, runs_dir=runs_dir, resume=resume, hooks=hooks,
-                                     console=console)
+                                     console=console, name=name)
     cfg, dist, run, data = trainer.cfg, trainer.dist, trainer.run, trainer.data
     resumed = resume is not None
     if not dist.is_main:
         console = Console(quiet=True)
-    tb_sink = None
+    tb_sink, status = None, None
     if dist.is_main:
         run.create()
+        status = StatusFile(run.status)
+        status.write("running", "starting", epoch=trainer.epoch)
         _write_run_files(trainer, run, data, trainer.model_info, notices)
-        trainer.sinks = [JsonlSink(run.metrics)]
+        trainer.sinks = [JsonlSink(run.metrics), StatusSink(status)]
         if cfg.use_tensorboard:
             tb_dir = output_dir(cfg, "tensorboard_log_dir")[0]
             tb_dir = tb_dir / run.session_id if tb_dir else run.root / "tensorboard"
@@ -156,34 +161,58 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
                           f"set a key, or recipe=off, to choose yourself):", highlight=False)
             for c in choices:
                 console.print(f"  [cyan]{c['key']}[/] = {c['value']}: {c['reason']}", highlight=False)
-        warn = Console(stderr=True, soft_wrap=True)  # notices show even with --quiet: they are warnings
+    warn = Console(stderr=True, soft_wrap=True)  # notices show even with --quiet: they are warnings
+    if dist.is_main:
         for note in notices:
             warn.print(f"[yellow]note:[/] {note}", highlight=False)
 
+    resume_hint = f"continue with: trainpilot train --resume {run.root}"
     try:
-        if quiet or json_logs or not dist.is_main:
-            summary = trainer.fit()
-        else:
-            with Progress(console, cfg.num_epochs) as progress:
-                trainer.progress = progress
+        with StopOnSignal(trainer, enabled=not dist.enabled):
+            if quiet or json_logs or not dist.is_main:
                 summary = trainer.fit()
-        if dist.is_main:
-            for hook in trainer.hooks:
-                if hasattr(hook, "finish"):
-                    hook.finish(trainer)
+            else:
+                with Progress(console, cfg.num_epochs) as progress:
+                    trainer.progress = progress
+                    summary = trainer.fit()
+            if dist.is_main:
+                for hook in trainer.hooks:
+                    if hasattr(hook, "finish"):
+                        hook.finish(trainer)
+            if trainer.interrupt is not None and dist.is_main:
+                warn.print(f"[yellow]stopped[/] by {trainer.interrupt} after epoch {trainer.epoch}; {resume_hint}",
+                           highlight=False)
+            if dist.is_main:
+                summary["auto"] = {c["key"]: c["value"] for c in (trainer.recipe or {}).get("choices") or []}
+                summary.update(_finish(trainer, run, tb_sink, data, notices))
+                write_json_atomic(run.root / "summary.json", summary)
+                status.write(trainer.status, summary["stop_reason"], epoch=trainer.epoch)
     except KeyboardInterrupt:
-        console.print(f"[red]interrupted[/] after epoch {trainer.epoch}; continue with: "
-                      f"trainpilot train --resume {run.root}")
+        _final_status(status, "stopped", f"aborted by a second interrupt during epoch {trainer.epoch + 1}; "
+                                         f"last.pt holds epoch {trainer.epoch}", trainer.epoch)
+        warn.print(f"[red]aborted[/] after epoch {trainer.epoch}; {resume_hint}", highlight=False)
+        raise
+    except BaseException as err:
+        _final_status(status, "crashed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+                      trainer.epoch)
         raise
     finally:
         for hook in trainer.hooks:
             if hasattr(hook, "close"):
                 hook.close()
-    if dist.is_main:
-        summary["auto"] = {c["key"]: c["value"] for c in (trainer.recipe or {}).get("choices") or []}
-        summary.update(_finish(trainer, run, tb_sink, data, notices))
-        write_json_atomic(run.root / "summary.json", summary)
+        if trainer.lock is not None:
+            trainer.lock.release()
     return Run(run.root, summary, trainer.cfg, notices)
+
+
+def _final_status(status: StatusFile | None, state: str, reason: str, epoch: int) -> None:
+    """The last status write of a run that ends by an exception; a full disk must not hide that exception."""
+    if status is None:
+        return
+    try:
+        status.write(state, reason, epoch=epoch)
+    except OSError:
+        pass
 
 
 def _controller_hooks(cfg: TrainConfig, run: RunDir) -> list:
@@ -212,23 +241,26 @@ def _write_run_files(tr: Trainer, run: RunDir, data, model_info: dict, notices: 
 
 
 def _finish(tr: Trainer, run: RunDir, tb_sink, data, notices: list[str]) -> dict:
+    """After the last epoch: best.pt evaluated on val (and test), copies, TensorBoard, summary.html."""
+    from trainpilot.finish import evaluate_best, final_metrics
+
     extra: dict[str, Any] = {"run_dir": str(run.root), "best_checkpoint": str(run.best)}
     model_dir, _ = output_dir(tr.cfg, "model_save_dir")
     extra["copied"] = copy_to_user_dirs(tr, model_dir, _model_stem(tr.cfg))
-    last_val = next((r for r in reversed(tr.history) if r["phase"] == "val"), None)
-    cm_png = None
-    if last_val is not None:
-        try:
-            from trainpilot.reports.plots import plot_confusion_matrix
-
-            cm_png = run.reports / "confusion_matrix_val.png"
-            plot_confusion_matrix(last_val["confusion_matrix"], data.classes, cm_png)
-        except ImportError:
-            cm_png = None
+    write_json_atomic(run.resolved_config, {**tr.cfg.to_dict(), "model_name_resolved": tr.model_info["timm_name"]})
+    results = evaluate_best(run.root, data.index, tr.device, tr.cfg.batch_size * 2)
+    extra["final"] = final_metrics(results)
     if tb_sink is not None:
-        final = {"val_accuracy": last_val["accuracy"], "val_macro_f1": last_val["macro_f1"]} if last_val else {}
+        val = results.get("val")
+        cm_png = run.reports / "confusion_matrix_val.png" if val else None
+        final = {"val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]} if val else {}
         tb_sink.finish(cm_png, tr.cfg.to_dict(), final)
         tb_sink.close()
         extra["tensorboard"] = str(tb_sink.log_dir)
-    write_json_atomic(run.resolved_config, {**tr.cfg.to_dict(), "model_name_resolved": tr.model_info["timm_name"]})
+    try:
+        from trainpilot.reports import write_summary_html
+
+        extra["summary_html"] = str(write_summary_html(run.root, tr.cfg.intelligent_training.report_language))
+    except ImportError:  # matplotlib missing
+        pass
     return extra

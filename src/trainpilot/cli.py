@@ -7,6 +7,7 @@ the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -23,30 +24,78 @@ console = Console(stderr=True, soft_wrap=True)
 
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="Where run directories go.")
 SET = typer.Option(None, "--set", help="Override a config key: --set key=value (dotted keys for sections).")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps.")
+BATCH = typer.Option(64, "--batch-size", min=1, help="Images per forward pass.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from trainpilot import __version__
+
+        print(f"trainpilot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train image classifiers from a folder of images, and tune them while they train."""
 
 
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (overrides data_dir)."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML config (the seed format loads as is)."),
+    model: Optional[str] = typer.Option(None, "--model", help="model_name: a timm name or seed alias (trainpilot models)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="num_epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="batch_size."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="image_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning_rate (the peak, after warmup)."),
+    device: Optional[str] = typer.Option(None, "--device", help="device: auto, cpu, cuda, cuda:N or mps."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="use_pretrained."),
+    name: Optional[str] = typer.Option(None, "--name", help="The run's name: runs/NAME instead of runs/<model>_<time>."),
     set_: Optional[list[str]] = SET,
     runs_dir: Path = RUNS_DIR,
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue runs/<session_id> from its last checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or per-epoch lines."),
     json_logs: bool = typer.Option(False, "--json-logs", help="One JSON object per event on stdout."),
 ) -> None:
-    """Train a classifier; writes a run directory under --runs-dir."""
+    """Train a classifier; writes a run directory under --runs-dir. The shortcuts (--model, --epochs, ...)
+    are the same as --set KEY=VALUE; a later --set wins."""
     from trainpilot.api import train as run_training
+    from trainpilot.engine.signals import EXIT_CODES
 
-    overrides = list(set_ or [])
-    if data is not None:
-        overrides.insert(0, f"data_dir={json.dumps(str(data), ensure_ascii=False)}")
+    shortcuts = {"data_dir": str(data) if data is not None else None, "model_name": model, "num_epochs": epochs,
+                 "batch_size": batch_size, "image_size": img_size, "learning_rate": lr, "device": device,
+                 "use_pretrained": pretrained}
+    given = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in shortcuts.items() if v is not None]
     if resume is not None:
+        if given or set_ or config or name:
+            raise ValueError("--resume continues a run with its own config; drop --config, --set, --name and the "
+                             "shortcut options")
         result = run_training(resume=resume, quiet=quiet, json_logs=json_logs, console=_console(quiet))
     else:
-        result = run_training(config, overrides=overrides, runs_dir=runs_dir, quiet=quiet, json_logs=json_logs,
-                              console=_console(quiet))
+        result = run_training(config, overrides=given + list(set_ or []), runs_dir=runs_dir, name=name, quiet=quiet,
+                              json_logs=json_logs, console=_console(quiet))
     _print_summary(result.summary, json_logs)
+    if result.summary.get("interrupted_by"):
+        sys.exit(EXIT_CODES.get(result.summary["interrupted_by"], 130))
+
+
+@app.command()
+def models(pattern: str = typer.Argument("", help="A glob such as 'mobilenetv3*', or a word matched anywhere.")) -> None:
+    """Model names: seed aliases and timm names, and which have ImageNet weights usable offline here."""
+    from trainpilot.models import list_model_names
+
+    rows = list_model_names(pattern)
+    if not rows:
+        raise ValueError(f"no model matches {pattern!r}; try a shorter pattern, e.g. trainpilot models resnet")
+    table = Table(title=f"{len(rows)} model(s)" + (f" matching {pattern!r}" if pattern else ""))
+    for col in ("name", "timm model", "offline weights"):
+        table.add_column(col)
+    for alias, timm_name, offline in rows:
+        table.add_row(alias, timm_name if timm_name != alias else "", offline or "-")
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
 
 
 @app.command()
@@ -69,21 +118,25 @@ def demo(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="A run directory (or a .pt checkpoint)."),
-    split: str = typer.Option("test", "--split", help="test, val, train, or all (flat class folders)."),
+    split: str = typer.Option("test", "--split", help="test, val, train or all; for flat class folders val/train "
+                                                      "are the run's seeded split, all is every image."),
     data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder; default: the run's data_dir."),
     which: str = typer.Option("best", "--checkpoint", help="best or last."),
+    device: str = DEVICE,
+    batch_size: int = BATCH,
 ) -> None:
-    """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG for a split."""
+    """Accuracy, macro-F1, a per-class table and a confusion-matrix PNG for a split (val and train of flat
+    class folders are the run's own seeded split)."""
+    from trainpilot.finish import write_evaluation
     from trainpilot.inference import evaluate_split, load_trained
-    from trainpilot.reports.plots import plot_confusion_matrix
 
-    trained = load_trained(run, which=which)
+    if split not in ("test", "val", "train", "all"):
+        raise ValueError(f"--split {split!r} is not one of test, val, train, all")
+    trained = load_trained(run, which=which, device=device)
     data_dir = data or Path(trained.config["data_dir"])
-    result = evaluate_split(trained, data_dir, split=split)
+    result = evaluate_split(trained, data_dir, split=split, batch_size=batch_size)
     out_dir = (run if run.is_dir() else run.parent) / "reports"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = plot_confusion_matrix(result["confusion_matrix"], trained.class_names, out_dir / f"confusion_matrix_{split}.png")
-    (out_dir / f"evaluation_{split}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    png = write_evaluation(out_dir, result).get("png")
     table = Table(title=f"{split}: accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}")
     for col in ("class", "precision", "recall", "f1", "support"):
         table.add_column(col)
@@ -102,12 +155,14 @@ def predict(
     sort_into: Optional[Path] = typer.Option(None, "--sort-into", help="Copy images into DIR/<class>/."),
     threshold: float = typer.Option(0.0, "--threshold", min=0.0, max=1.0,
                                     help="With --sort-into: below this top-1 probability go to DIR/_uncertain/."),
+    device: str = DEVICE,
+    batch_size: int = BATCH,
 ) -> None:
     """Classify images; print, write a CSV, or sort them into class folders."""
     from trainpilot.inference import load_trained, predict as run_predict, sort_into as run_sort, write_predictions_csv
 
-    trained = load_trained(run)
-    preds = run_predict(trained, list(inputs), top_k=top_k)
+    trained = load_trained(run, device=device)
+    preds = run_predict(trained, list(inputs), top_k=top_k, batch_size=batch_size)
     if csv:
         write_predictions_csv(preds, csv)
         console.print(f"wrote {csv}")
@@ -173,14 +228,18 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
         lines.append(f"tensorboard     tensorboard --logdir {summary['tensorboard']}")
     if summary.get("copied"):
         lines.append("copied to       " + ", ".join(summary["copied"]))
-    adjustments = Path(str(summary.get("run_dir"))) / "adjustments.jsonl"
-    if adjustments.exists():
-        from trainpilot.reports.data import load_adjustments
+    from trainpilot.runs import Run
 
-        latest = load_adjustments(adjustments)
+    run = Run(Path(str(summary.get("run_dir"))))
+    latest = run.adjustments
+    if latest:
         changed = sum(1 for r in latest if r.get("changes"))
-        lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in "
-                     f"{adjustments.parent / 'reports'} (trainpilot report RUN adds summary.html)")
+        lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in {run.root / 'reports'}")
+    for split, m in (summary.get("final") or {}).items():
+        lines.append(f"best.pt on {split:<5}accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f} "
+                     f"({m['num_images']} images)")
+    if summary.get("summary_html"):
+        lines.append(f"summary         {summary['summary_html']}")
     lines.append(f"stopped         {summary.get('stop_reason')}")
     if summary.get("skipped_files"):
         lines.append(f"skipped files   {summary['skipped_files']} (listed in run.json)")
@@ -189,7 +248,7 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
 
 def _register_optional_commands() -> None:
     # Tuning and LLM commands live with their own modules; they register here when present.
-    for module in ("trainpilot.tuning.cli", "trainpilot.llm.cli"):
+    for module in ("trainpilot.tuning.cli", "trainpilot.tuning.llm_check", "trainpilot.runs_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as err:
@@ -212,7 +271,11 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns KeyboardInterrupt into a returned 130 here
+        if isinstance(code, int) and code:
+            if code == 130:
+                console.print("aborted")
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -222,11 +285,21 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except user_errors as exc:
-        if os.environ.get("TRAINPILOT_DEBUG") == "1":
+        _user_error(exc)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        console.print(f"[red]error:[/] {message}", highlight=False)
-        sys.exit(2)
+        _user_error(exc)
+
+
+def _user_error(exc: BaseException) -> None:
+    if os.environ.get("TRAINPILOT_DEBUG") == "1":
+        raise exc
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and not exc.filename and str(exc).startswith("["):
+        message = exc.strerror  # "[Errno 28] ..." -> the sentence itself
+    console.print(f"[red]error:[/] {message}", highlight=False)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

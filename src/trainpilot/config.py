@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainpilot.llm.settings import LLMSettings
+from trainpilot.llm_settings import LLMSettings
 
 OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "RAdam", "AdaBelief")
 SCHEDULERS = (
@@ -376,6 +376,17 @@ def output_dir(cfg: TrainConfig, key: str) -> tuple[Path | None, str | None]:
 # --------------------------------------------------------------------------------------------
 # documentation
 
+def type_label(ann: Any) -> str:
+    """A field's type for people: Literal choices spelled out (``one of: Adam, AdamW, ...``)."""
+    from typing import get_args, get_origin
+
+    if get_origin(ann) is Literal:
+        return "one of: " + ", ".join(str(a) for a in get_args(ann))
+    if get_origin(ann) is list and get_args(ann) and get_origin(get_args(ann)[0]) is Literal:
+        return "list of: " + ", ".join(str(a) for a in get_args(get_args(ann)[0]))
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
 def reference_markdown() -> str:
     """The README's config reference, generated from the schema."""
     lines = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
@@ -391,7 +402,7 @@ def reference_markdown() -> str:
                 for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
                     if getattr(meta, attr, None) is not None:
                         bounds.append(f"{sym} {getattr(meta, attr)}")
-            type_name = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+            type_name = type_label(ann)
             default = field.get_default(call_default_factory=True)
             help_text = (field.description or "").replace("|", "\\|")
             tunable = (field.json_schema_extra or {}).get("tunable") if isinstance(field.json_schema_extra, dict) else None

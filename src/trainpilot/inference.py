@@ -23,6 +23,7 @@ from trainpilot.config import ConfigError, build_config
 from trainpilot.data.augment import BatchAugment
 from trainpilot.data.folder import IMAGE_SUFFIXES, SPLIT_NAMES
 from trainpilot.data.images import _try_decode as _decode  # RGB uint8 array, or why it cannot be decoded
+from trainpilot.engine.checkpoint import CheckpointError, load_checkpoint
 from trainpilot.engine.metrics import confusion_matrix, summarize
 from trainpilot.engine.state import FORMAT as CHECKPOINT_FORMAT
 
@@ -74,7 +75,9 @@ def _checkpoint_path(source: str | Path, which: str) -> Path:
 
 def _read_checkpoint(path: Path) -> dict:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        raise InferenceError(str(err)) from None
     except Exception as err:  # torch.load raises many types for a file that is not a checkpoint
         first = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise InferenceError(f"cannot read '{path}' as a PyTorch checkpoint ({first}); "
@@ -183,33 +186,64 @@ def _labelled_files(folder: Path, classes: list[str]) -> tuple[list[Path], list[
 
 def evaluate_split(trained: Trained, data_dir: str | Path, split: str = "test", batch_size: int = 64) -> dict:
     """Accuracy, macro-F1/precision/recall, a per-class table and the confusion matrix on
-    ``data_dir/<split>/<class>/*`` (``split="all"``: ``data_dir/<class>/*``). Unreadable files are skipped
-    and listed under ``skipped``; the most confident mistakes come first in ``misclassified``."""
+    ``data_dir/<split>/<class>/*`` (``split="all"``: ``data_dir/<class>/*``). For flat class folders,
+    ``split="val"`` / ``"train"`` rebuild the run's seeded split from its ``val_split`` and ``seed``.
+    Unreadable files are skipped and listed under ``skipped``; the most confident mistakes come first
+    in ``misclassified``."""
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise InferenceError(f"dataset folder '{root}' does not exist or is not a folder")
     folder = root if split == "all" else root / split
+    if split in ("train", "val") and not any((root / s).is_dir() for s in SPLIT_NAMES):  # flat class folders
+        return _evaluate_seeded_split(trained, root, split, batch_size)
     if not folder.is_dir():
         present = [s for s in SPLIT_NAMES if (root / s).is_dir()]
-        hint = f"use one of: {', '.join(present)}" if present else "use split 'all' for flat class folders"
+        hint = f"use one of: {', '.join(present)}" if present else "use split 'all', 'val' or 'train' for flat class folders"
         raise InferenceError(f"'{folder}' does not exist; {hint}")
-    classes = trained.class_names
-    paths, labels, skipped = _labelled_files(folder, classes)
+    paths, labels, skipped = _labelled_files(folder, trained.class_names)
     if not paths:
         raise InferenceError(f"no images found under '{folder}'; put images in its class folders")
+    return evaluate_files(trained, paths, labels, split, folder, batch_size, skipped)
+
+
+def _evaluate_seeded_split(trained: Trained, root: Path, split: str, batch_size: int) -> dict:
+    from trainpilot.data.folder import DatasetError, scan_dataset
+
+    cfg = trained.config
+    try:
+        index = scan_dataset(root, float(cfg.get("val_split", 0.2)), int(cfg.get("seed", 42)))
+    except DatasetError as err:
+        raise InferenceError(str(err)) from None
+    if sorted(index.classes) != sorted(trained.class_names):
+        raise InferenceError(f"class folders in '{root}' do not match the model's classes {trained.class_names}")
+    part = getattr(index, split)
+    remap = [trained.class_names.index(c) for c in index.classes]
+    skipped = [{"path": p, "why": why} for p, why in index.skipped]
+    return evaluate_files(trained, list(part.paths), [remap[i] for i in part.labels], split, root, batch_size, skipped)
+
+
+def evaluate_files(trained: Trained, paths: list[Path], labels: list[int], split: str, where: Path,
+                   batch_size: int = 64, skipped: list[dict] | None = None) -> dict:
+    """The evaluation of :func:`evaluate_split` on given files and label indices (the model's class order)."""
+    classes, skipped = trained.class_names, list(skipped or [])
     good, probs, errors = _probabilities(trained, paths, batch_size)
     skipped += [{"path": str(paths[i]), "why": why} for i, why in sorted(errors.items())]
     if not good:
-        raise InferenceError(f"none of the {len(paths)} images under '{folder}' could be decoded")
+        raise InferenceError(f"none of the {len(paths)} images under '{where}' could be decoded")
     targets = torch.tensor([labels[i] for i in good], dtype=torch.long)
     conf, preds = probs.max(dim=1)
     result = summarize(confusion_matrix(preds, targets, len(classes)), classes)
     wrong = [{"path": str(paths[i]), "true": classes[labels[i]], "predicted": classes[int(preds[j])],
               "prob": round(float(conf[j]), 6)} for j, i in enumerate(good) if int(preds[j]) != labels[i]]
     wrong.sort(key=lambda r: -r["prob"])
-    return {"split": split, "data_dir": str(folder), "checkpoint": str(trained.checkpoint), "class_names": list(classes),
+    return {"split": split, "data_dir": str(where), "checkpoint": str(trained.checkpoint), "class_names": list(classes),
             "num_images": len(good), "num_skipped": len(skipped), "skipped": skipped, **result,
-            "misclassified": wrong}
+            "confusion_matrix_normalized": normalized(result["confusion_matrix"]), "misclassified": wrong}
+
+
+def normalized(cm: list[list[int]]) -> list[list[float]]:
+    """Each row of a confusion matrix divided by its sum (the recall view); an empty row stays 0."""
+    return [[round(c / sum(row), 6) if sum(row) else 0.0 for c in row] for row in cm]
 
 
 def collect_images(inputs: Iterable[str | Path]) -> list[Path]:

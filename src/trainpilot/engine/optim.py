@@ -137,13 +137,14 @@ class LRSchedule:
         self.peak_lr = lr
 
     def state_dict(self) -> dict:
-        return {"peak_lr": self.peak_lr, "step_count": self.step_count, "warmup": self.warmup,
+        """The shape and progress; the peak lr is not here: it is the config's learning_rate."""
+        return {"step_count": self.step_count, "warmup": self.warmup,
                 "total_steps": self.total_steps, "start_step": self.start_step,
                 "sched": self._sched.state_dict() if self._sched is not None else None,
                 "unit_lr": self._unit.param_groups[0]["lr"]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.peak_lr, self.step_count, self.warmup = state["peak_lr"], state["step_count"], state["warmup"]
+        self.step_count, self.warmup = state["step_count"], state["warmup"]  # an older "peak_lr" is ignored
         self.total_steps, self.start_step = state["total_steps"], state["start_step"]
         if self._sched is not None and state["sched"] is not None:
             self._sched.load_state_dict(state["sched"])

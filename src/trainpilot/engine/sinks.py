@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from trainpilot.engine.events import EpochRow
 from trainpilot.jsonio import append_jsonl, sanitize_for_json
 
 
@@ -86,13 +87,13 @@ class ConsoleSink:
         if record["phase"] == "train":
             self._train = record
             return
-        t = self._train or {}
+        row = EpochRow.from_records(record["epoch"], self._train, record)
+        nan = float("nan")
         shown = "  ".join(f"{m} {record[m]:.4f}" for m in self.metrics)
-        ema = f"  (EMA acc {record['ema_accuracy']:.4f})" if record.get("ema_accuracy") is not None else ""
+        ema = f"  (EMA acc {row.ema_accuracy:.4f})" if row.ema_accuracy is not None else ""
         self.console.print(
-            f"epoch {record['epoch']:>3}  train loss {t.get('loss', float('nan')):.4f}  "
-            f"val loss {record['loss']:.4f}  {shown}{ema}  lr {t.get('lr', 0):.3g}  "
-            f"{t.get('images_per_s', 0):.0f} img/s")
+            f"epoch {row.epoch:>3}  train loss {row.train_loss if row.train_loss is not None else nan:.4f}  "
+            f"val loss {row.val_loss:.4f}  {shown}{ema}  lr {row.lr or 0:.3g}  {row.images_per_s or 0:.0f} img/s")
 
     def close(self) -> None:
         pass

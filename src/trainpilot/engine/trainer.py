@@ -12,7 +12,6 @@ calls run on rank 0 and are replayed on the other ranks, so every process stays 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import time
@@ -28,11 +27,13 @@ from trainpilot.config import TrainConfig
 from trainpilot.data.augment import BatchAugment
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
-from trainpilot.engine import live
+from trainpilot.engine.live import LiveChanges
 from trainpilot.engine.dist import DistContext
+from trainpilot.engine.events import last_val_record
 from trainpilot.engine.metrics import confusion_matrix, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
+from trainpilot.engine.state import TrainerState
 
 
 EMA_EVERY = 4  # optimizer steps per EMA update (with decay**4): the same average for a quarter of the cost
@@ -65,8 +66,12 @@ def monitor_value(record: dict, monitor: str) -> float:
     return -value if monitor == "val_loss" else value
 
 
-class Trainer:
-    """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one."""
+class Trainer(LiveChanges, TrainerState):
+    """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one.
+
+    Live changes (:meth:`apply_changes`) come from :class:`LiveChanges`; the state it saves, restores and
+    snapshots (:meth:`state_dict`, :meth:`load_state_dict`, :meth:`snapshot`, :meth:`restore`) from
+    :class:`TrainerState`."""
 
     def __init__(self, cfg: TrainConfig, data: PreparedData, model: torch.nn.Module, model_info: dict,
                  device: torch.device, precision: Precision, dist: DistContext, session_id: str,
@@ -94,11 +99,13 @@ class Trainer:
         self.best = {"value": -math.inf, "epoch": 0, "source": "raw"}
         self.bad_epochs = 0
         self.stop_reason: str | None = None
+        self.stop_status = "stopped"  # what a stop_reason means for the run's status: stopped or pruned
+        self.interrupt: str | None = None  # set by a signal handler: stop after the current batch
         self._commands: list[tuple[str, Any]] = []
         self.budget_notes: list[str] = []
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
-        live.rebuild_loss_and_mixup(self)
+        self.rebuild_loss_and_mixup()
 
     # -- sizes ---------------------------------------------------------------------------------
     def local_train_size(self) -> int:
@@ -195,6 +202,8 @@ class Trainer:
                 steps += 1
             if self.progress:
                 self.progress.advance()
+            if self.interrupt is not None:
+                break
         for t in (loss_sum, correct, seen, gn_sum, nonfinite):
             self.dist.all_reduce_sum(t)
         seconds = time.perf_counter() - start
@@ -260,11 +269,11 @@ class Trainer:
     # -- the run -----------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train until num_epochs (which the controller may extend), early stopping, or a stop request."""
-        from trainpilot.engine.state import save_checkpoints
-
-        while self.epoch < self.cfg.num_epochs and self.stop_reason is None:
+        while self.epoch < self.cfg.num_epochs and self.stop_reason is None and self.interrupt is None:
             epoch = self.epoch + 1
             train_rec = self.train_one_epoch(epoch)
+            if self.interrupt is not None:  # the partial epoch is dropped: last.pt stays the resume point
+                break
             val_rec = self.validate(epoch)
             self.epoch = epoch
             improved = self._record(epoch, train_rec, val_rec)
@@ -275,7 +284,10 @@ class Trainer:
                 self.stop_reason = (f"early stopping: {self.cfg.monitor} did not improve for "
                                     f"{self.bad_epochs} epochs (best {self.best['value']:.4g} at epoch {self.best['epoch']})")
             if self.dist.is_main:
-                save_checkpoints(self, improved)
+                self.save_checkpoints(improved)
+        if self.interrupt is not None and self.stop_reason is None:
+            self.stop_reason = (f"stopped by {self.interrupt} during epoch {self.epoch + 1}, after the current batch; "
+                                f"the partial epoch was dropped and last.pt holds epoch {self.epoch}")
         return self.summary()
 
     def _fit_time_budget(self, epoch: int) -> None:
@@ -290,10 +302,17 @@ class Trainer:
         fits = self.dist.broadcast(fits if self.dist.is_main else None)  # every rank stops at the same epoch
         if fits < self.cfg.num_epochs:
             planned, self.cfg.num_epochs = self.cfg.num_epochs, max(epoch, fits)
-            live.rebuild_schedule(self, keep_progress=True)
+            self.rebuild_schedule(keep_progress=True)
             self.budget_notes.append(f"time_budget_minutes={self.cfg.time_budget_minutes:g}: num_epochs {planned} -> "
                                      f"{self.cfg.num_epochs} after epoch {epoch} ({per_epoch:.0f} s per epoch); the lr "
                                      f"schedule now ends at epoch {self.cfg.num_epochs}")
+
+    @property
+    def status(self) -> str:
+        """completed (num_epochs reached), stopped (a signal, early stopping, a stop request) or pruned."""
+        if self.stop_reason is None:
+            return "completed"
+        return self.stop_status
 
     def _record(self, epoch: int, train_rec: dict, val_rec: dict) -> bool:
         now = time.time()
@@ -343,37 +362,6 @@ class Trainer:
             self._commands.append((name, args))
 
     # -- the controller's interface ------------------------------------------------------------------
-    def apply_changes(self, changes: dict[str, Any], _replay: bool = False) -> list[str]:
-        """Apply validated config changes live (or by warm restart); returns notes on how each was applied."""
-        self._log_command("apply_changes", changes)
-        return live.apply_live_changes(self, changes)
-
-    def snapshot(self, _replay: bool = False) -> dict:
-        """An in-memory copy of everything a rollback must restore (weights bit-for-bit)."""
-        self._log_command("snapshot")
-        self._last_snapshot = {
-            "model": copy.deepcopy(self.model.state_dict()),
-            "ema": copy.deepcopy(self.ema.state_dict()) if self.ema else None,
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "schedule": copy.deepcopy(self.schedule.state_dict()),
-            "scaler": self.precision.scaler.state_dict() if self.precision.scaler else None,
-            "config": self.cfg.to_dict(), "epoch": self.epoch,
-        }
-        return self._last_snapshot
-
-    def restore(self, snap: dict | None = None, _replay: bool = False) -> None:
-        """Roll back to a snapshot (the config, optimizer and schedule too); the epoch counter keeps going."""
-        self._log_command("restore")
-        snap = snap or self._last_snapshot
-        live.restore_config(self, snap["config"])
-        self.model.load_state_dict(snap["model"])
-        if self.ema is not None and snap["ema"] is not None:
-            self.ema.load_state_dict(snap["ema"])
-        self.optimizer.load_state_dict(snap["optimizer"])
-        self.schedule.load_state_dict(snap["schedule"])
-        if self.precision.scaler and snap["scaler"]:
-            self.precision.scaler.load_state_dict(snap["scaler"])
-
     def reset_weights(self, _replay: bool = False) -> None:
         """Back to the initial weights, with a fresh optimizer state and EMA; the lr schedule continues."""
         if self.initial_weights is None:
@@ -384,18 +372,21 @@ class Trainer:
             self.ema = SparseEma(self.model, decay=self.cfg.model_ema_decay, use_warmup=True)
         self.optimizer = build_optimizer(self.model, self.cfg)
 
-    def request_stop(self, reason: str, _replay: bool = False) -> None:
-        self._log_command("request_stop", reason)
+    def request_stop(self, reason: str, pruned: bool = False, _replay: bool = False) -> None:
+        """Stop after this epoch; ``pruned``: a study's pruner judged the run not worth finishing."""
+        self._log_command("request_stop", reason, pruned)
         self.stop_reason = reason
+        self.stop_status = "pruned" if pruned else "stopped"
 
     def summary(self) -> dict:
         val = [r for r in self.history if r["phase"] == "val"]
-        last = val[-1] if val else {}
+        last = last_val_record(self.history) or {}
         return {"session_id": self.session_id, "epochs": self.epoch, "best_epoch": self.best["epoch"],
                 "best_source": self.best["source"], "monitor": self.cfg.monitor,
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
                 "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
-                "stop_reason": self.stop_reason or "completed num_epochs",
+                "stop_reason": self.stop_reason or "completed num_epochs", "status": self.status,
+                "interrupted_by": self.interrupt,
                 "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in val), 3),
                 "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
                 "skipped_files": len(self.data.skipped), "time_budget": self.budget_notes}

@@ -8,7 +8,8 @@ Backends live in their own modules (``openai_compat``, ``ollama``, ``llamacpp_lo
 are imported only when :func:`create_client` picks them.
 """
 
-from .base import LLMClient, LLMError, LLMReply, create_client
+from .base import LLMClient, LLMError, LLMReply
+from .factory import create_client
 from .extract import extract_json
 from .local_model import smollm2_gguf_path
 from .presets import PRESETS, Preset

@@ -1,5 +1,5 @@
-"""The one interface every LLM backend implements, its error and reply types, and the
-factory that picks a backend from :class:`LLMSettings`."""
+"""The one interface every LLM backend implements, and its error and reply types
+(the factory that picks a backend is :mod:`trainpilot.llm.factory`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .presets import PRESETS, Preset
+from .presets import Preset
 from .settings import LLMSettings
 
 ERROR_KINDS = frozenset(
@@ -186,43 +186,10 @@ def read_api_key(settings: LLMSettings, preset: Preset | None, backend: str) -> 
     return key
 
 
-def create_client(settings: LLMSettings) -> LLMClient:
-    """Build the client for ``settings``: the preset's backend if one is named; otherwise
-    ``gguf_path`` alone means in-process llama.cpp, and a ``base_url`` means an
-    OpenAI-compatible server (or Ollama's native API on its default port 11434)."""
-    s = settings.resolved()
-    preset = PRESETS[s.preset] if s.preset else None
-    if preset is not None:
-        backend = preset.backend
-    elif s.base_url:
-        parts = urlsplit(s.base_url)
-        is_native_ollama = parts.port == 11434 and not parts.path.rstrip("/").endswith("/v1")
-        backend = "ollama" if is_native_ollama else "openai_compat"
-    elif s.gguf_path:
-        backend = "llamacpp_local"
-    else:
-        raise LLMError(
-            "config",
-            "no LLM endpoint configured; set intelligent_training.llm.preset (one of "
-            f"{', '.join(PRESETS)}), base_url, or gguf_path",
-        )
+def __getattr__(name: str):
+    # create_client moved to .factory (it imports the backends, which import this module)
+    if name == "create_client":
+        from .factory import create_client
 
-    # Imported here so that using one backend never requires another's dependencies.
-    if backend == "llamacpp_local":
-        from .llamacpp_local import LlamaCppLocalClient
-
-        return LlamaCppLocalClient(s)
-    if not s.model:
-        raise LLMError(
-            "config",
-            "no model name; set intelligent_training.llm.model",
-            backend=backend,
-            base_url=s.base_url,
-        )
-    if backend == "ollama":
-        from .ollama import OllamaClient
-
-        return OllamaClient(s, api_key=read_api_key(s, preset, "ollama"))
-    from .openai_compat import OpenAICompatClient
-
-    return OpenAICompatClient(s, api_key=read_api_key(s, preset, "openai-compatible"))
+        return create_client
+    raise AttributeError(name)

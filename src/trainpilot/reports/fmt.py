@@ -40,6 +40,21 @@ def fmt_value(v: Any) -> str:
     return json.dumps(sanitize_for_json(v), ensure_ascii=False)
 
 
+def fmt_human(v: Any, digits: int = 3) -> str:
+    """A number for people: ``digits`` significant digits (an lr of ``0.000284``, not ``0.000283765431``);
+    ``-`` when missing. JSON keeps the exact value; tables show this."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return str(v)
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    f = float(v)
+    if not math.isfinite(f):
+        return format_number(f)
+    return f"{f:.{digits}g}"
+
+
 def fmt_metric(v: Any, digits: int = 4) -> str:
     """A metric for tables: ``-`` when missing, fixed digits for floats."""
     if v is None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data import atomic_write_text, epoch_rows, load_adjustments, read_jsonl
+from .data import atomic_write_text, epoch_rows
 from .fmt import change_type, fmt_metric, fmt_value
 from .i18n import label, norm_lang, tr
 from .markdown import outcome_lines
@@ -81,10 +81,11 @@ def _overview(rows: list[dict], adjs: list[dict], L: str) -> str:
         for k, v in cards) + "</div>"
 
 
-def _confusion(rows: list[dict], L: str) -> str:
-    val = next((r["val"] for r in reversed(rows)
-                if r["val"] and isinstance(r["val"].get("confusion_matrix"), list)
-                and r["val"]["confusion_matrix"]), None)
+def _confusion(rows: list[dict], L: str, best: dict | None = None) -> str:
+    """The confusion matrix of best.pt's final evaluation when the run has one, else of the last epoch."""
+    val = best if best and isinstance(best.get("confusion_matrix"), list) else next(
+        (r["val"] for r in reversed(rows) if r["val"] and isinstance(r["val"].get("confusion_matrix"), list)
+         and r["val"]["confusion_matrix"]), None)
     if not val:
         return ""
     names = [str(c) for c in val.get("class_names") or []]
@@ -92,8 +93,10 @@ def _confusion(rows: list[dict], L: str) -> str:
         png, uses_indices = confusion_png(val["confusion_matrix"], names, L)
     except (TypeError, ValueError):
         return ""
-    out = [f"<h2>{_esc(tr(L, 'html_cm'))}</h2>",
-           _img(png, f"{tr(L, 'html_cm')} — {tr(L, 'html_at_epoch', e=val.get('epoch', '?'))}")]
+    caption = f"{tr(L, 'html_cm')} — {tr(L, 'html_at_epoch', e=val.get('epoch', '?'))}"
+    if val is best:
+        caption += f" (best.pt, {val.get('source') or 'raw'})"
+    out = [f"<h2>{_esc(tr(L, 'html_cm'))}</h2>", _img(png, caption)]
     if uses_indices and names:
         out += [f"<p class='muted'>{_esc(tr(L, 'html_cm_legend'))}</p>",
                 _table([tr(L, "html_index"), tr(L, "class")],
@@ -137,8 +140,9 @@ def _timeline(adjs: list[dict], L: str) -> str:
 
 
 def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str = "en",
-                        run_name: str = "") -> str:
-    """The summary page for already-loaded metric records and (merged) adjustments."""
+                        run_name: str = "", best_val: dict | None = None) -> str:
+    """The summary page for already-loaded metric records and (merged) adjustments; ``best_val`` is
+    best.pt's final evaluation on val (its confusion matrix is shown instead of the last epoch's)."""
     L = norm_lang(lang)
     rows = epoch_rows(metrics)
     session = next((m.get("session_id") for m in metrics if m.get("session_id")), "")
@@ -153,7 +157,7 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
         parts += [f"<h2>{_esc(tr(L, 'html_loss'))}</h2>", _img(loss_png(rows, adjustments, L), tr(L, "html_loss")),
                   f"<h2>{_esc(tr(L, 'html_acc'))}</h2>", _img(accuracy_png(rows, adjustments, L), tr(L, "html_acc")),
                   f"<h2>{_esc(tr(L, 'html_lr'))}</h2>", _img(lr_png(rows, adjustments, L), tr(L, "html_lr")),
-                  _confusion(rows, L)]
+                  _confusion(rows, L, best_val)]
     else:
         parts.append(f"<p class='muted'>{_esc(tr(L, 'html_no_metrics'))}</p>")
     parts.append(_timeline(adjustments, L))
@@ -165,12 +169,13 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
 
 
 def write_summary_html(run_dir: Path, lang: str = "en") -> Path:
-    """Read ``metrics.jsonl`` and ``adjustments.jsonl`` of ``run_dir`` (either may be
-    missing or empty) and write ``run_dir/reports/summary.html``; returns its path."""
-    run_dir = Path(run_dir)
-    metrics = read_jsonl(run_dir / "metrics.jsonl")
-    adjustments = load_adjustments(run_dir / "adjustments.jsonl")
-    out = run_dir / "reports" / "summary.html"
+    """Read the run through the run store (metrics and adjustments may be missing or empty) and
+    write ``run_dir/reports/summary.html``; returns its path."""
+    from trainpilot.runs import Run
+
+    run = Run(Path(run_dir))
+    out = run.root / "reports" / "summary.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, render_summary_html(metrics, adjustments, lang, run_dir.name))
+    page = render_summary_html(run.records, run.adjustments, lang, run.id, run.evaluations.get("val"))
+    atomic_write_text(out, page)
     return out

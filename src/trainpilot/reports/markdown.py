@@ -6,8 +6,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .data import atomic_write_text, epoch_rows
-from .fmt import change_type, dumps_clean, fence, fmt_metric, fmt_value, md_cell
+from .data import atomic_write_text, epoch_rows, last_val
+from .fmt import change_type, dumps_clean, fence, fmt_human, fmt_metric, fmt_value, md_cell
 from .i18n import analysis_heading, advisor_key, label, norm_lang, tr
 
 MAX_HISTORY_ROWS = 50
@@ -99,7 +99,7 @@ def _class_weights(r: dict, history: list[dict], L: str) -> str | None:
     before = (r.get("config_before") or {}).get("class_weights")
     if not after:
         return None
-    val = next((row["val"] for row in reversed(epoch_rows(history)) if row["val"]), None) or {}
+    val = last_val(history) or {}
     names = list(val.get("class_names") or [])
     def as_map(w):
         if isinstance(w, dict):
@@ -189,7 +189,7 @@ def _metrics(r: dict, history: list[dict], L: str) -> str:
     shown = rows[-MAX_HISTORY_ROWS:]
     table = [[f"**{x['epoch']}**" if x is cur else x["epoch"]] +
              [fmt_metric(x[k]) for k in ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1")] +
-             [fmt_value(x["lr"]) if x["lr"] is not None else "-"] for x in shown]
+             [fmt_human(x["lr"])] for x in shown]
     cols = ["col_epoch", "col_train_loss", "col_train_acc", "col_val_loss", "col_val_acc", "col_val_f1", "col_lr"]
     out += [f"### {tr(L, 'history')}", ""]
     if len(rows) > len(shown):
@@ -204,7 +204,7 @@ def _metrics(r: dict, history: list[dict], L: str) -> str:
              ("m_epoch_s", t.get("epoch_seconds")), ("m_ema_loss", v.get("ema_loss")),
              ("m_ema_acc", v.get("ema_accuracy")), ("m_ema_f1", v.get("ema_macro_f1"))]
     out.append(_table([tr(L, "metric"), tr(L, "value")],
-                      [[tr(L, k), fmt_value(val) if k == "col_lr" else fmt_metric(val)] for k, val in state
+                      [[tr(L, k), fmt_human(val) if k == "col_lr" else fmt_metric(val)] for k, val in state
                        if val is not None]))
     per = v.get("per_class") or {}
     if isinstance(per, dict) and per:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -11,24 +10,12 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from trainpilot.config import build_config
-from trainpilot.engine.rundir import append_jsonl, read_jsonl, resolve_run_dir
-from trainpilot.reports.data import load_adjustments
+from trainpilot.engine.events import AdjustmentStatus
+from trainpilot.jsonio import append_jsonl
+from trainpilot.runs import Run
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def _latest_records(run_dir: Path) -> dict[str, dict]:
-    return {r["adj_id"]: r for r in load_adjustments(run_dir / "adjustments.jsonl")}
-
-
-def _run_config(run_dir: Path):
-    path = run_dir / "config.resolved.json"
-    if not path.exists():
-        raise ValueError(f"'{run_dir}' has no config.resolved.json; is it a trainpilot run directory?")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.pop("model_name_resolved", None)
-    return build_config(data)
+REPORTED = (AdjustmentStatus.RECORDED, AdjustmentStatus.STALE)
 
 
 def report(run: Path = typer.Argument(..., help="A run directory."),
@@ -37,15 +24,14 @@ def report(run: Path = typer.Argument(..., help="A run directory."),
     from trainpilot.reports import write_summary_html
     from trainpilot.reports.markdown import write_adjustment_report
 
-    rd = resolve_run_dir(run)
-    cfg = _run_config(rd.root)
+    rd = Run.open(run)
+    cfg = rd.train_config()
     language = lang or cfg.intelligent_training.report_language
-    history = read_jsonl(rd.metrics)
-    records = _latest_records(rd.root)
-    written = [write_adjustment_report(rd.reports, r, history, language)[0] for r in records.values()
-               if r.get("changes") or r.get("rejected") or r.get("status") in ("recorded", "stale")]
+    history, reports = rd.records, rd.root / "reports"
+    written = [write_adjustment_report(reports, r, history, language)[0] for r in rd.adjustments
+               if r.get("changes") or r.get("rejected") or r.get("status") in REPORTED]
     html = write_summary_html(rd.root, language)
-    console.print(f"rebuilt {len(written)} adjustment report(s) in {rd.reports}\nsummary: {html}", highlight=False)
+    console.print(f"rebuilt {len(written)} adjustment report(s) in {reports}\nsummary: {html}", highlight=False)
 
 
 def analyze(run: Path = typer.Argument(..., help="A finished or running run directory."),
@@ -58,46 +44,53 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
     from trainpilot.tuning.controller import new_adj_id
     from trainpilot.tuning.diagnosis import diagnose
 
-    rd = resolve_run_dir(run)
-    cfg = _run_config(rd.root)
+    rd = Run.open(run)
+    cfg = rd.train_config()
     it = cfg.intelligent_training.model_copy(update={k: v for k, v in (("advisor", advisor), ("report_language", lang)) if v})
-    history = read_jsonl(rd.metrics)
+    history = rd.records
     if not history:
         raise ValueError(f"'{rd.root}' has no metrics yet; analyze it after its first epoch")
-    info = json.loads((rd.root / "run.json").read_text(encoding="utf-8")) if (rd.root / "run.json").exists() else {}
-    classes, counts = info.get("classes", []), info.get("train_counts", [])
-    past = list(_latest_records(rd.root).values())
+    classes, counts = rd.classes, rd.train_counts
+    past = rd.adjustments
     diagnosis = diagnose(history, cfg, counts, lang=it.report_language)
     ctx = AdvisorContext(cfg=cfg, it_cfg=it, history=history, diagnosis=diagnosis, class_names=classes,
                          train_counts=counts, past_interventions=past, language=it.report_language)
     proposal = create_advisor(it, cache_dir=rd.root / "llm_cache").advise(ctx)
     validated = validate_proposal(proposal, cfg, it, counts, classes, reverted_changes(past))
-    epoch = max(int(r.get("epoch", 0)) for r in history)
-    record = {"adj_id": new_adj_id(), "session_id": rd.session_id, "created_at": datetime.now().isoformat(),
+    epoch = rd.rows[-1].epoch
+    record = {"adj_id": new_adj_id(), "session_id": rd.id, "created_at": datetime.now().isoformat(),
               "epoch": epoch, "advisor": proposal.advisor or it.advisor, "advisor_detail": proposal.detail,
               "mode": "analyze", "trigger": "manual",
               "reason": f"Manual analysis (trainpilot analyze) of the whole history up to epoch {epoch}.",
               "diagnosis": diagnosis.to_dict(), "analysis_text": proposal.analysis,
               "raw_output": proposal.raw_output or proposal.analysis, "changes": validated.changes,
-              "rejected": validated.rejected, "notes": validated.notes, "status": "recorded", "outcome": None,
+              "rejected": validated.rejected, "notes": validated.notes, "status": str(AdjustmentStatus.RECORDED),
+              "outcome": None,
               "config_before": cfg.to_dict(), "config_after": (validated.new_config or cfg).to_dict()}
-    append_jsonl(rd.adjustments, record)
-    md, _ = write_adjustment_report(rd.reports, record, history, it.report_language)
+    append_jsonl(rd.root / "adjustments.jsonl", record)
+    md, _ = write_adjustment_report(rd.root / "reports", record, history, it.report_language)
     states = ", ".join(s.state for s in diagnosis.states) or "healthy"
     changes = ", ".join(f"{c['key']}: {c['old']} -> {c['new']}" for c in validated.changes) or "none"
     console.print(f"diagnosis: {states}\nproposed changes: {changes}\nreport: {md}", highlight=False)
 
 
-def _decide(run: Path, adj_id: str, decision: str) -> None:
-    rd = resolve_run_dir(run)
-    records = _latest_records(rd.root)
-    if adj_id not in records:
-        known = ", ".join(r for r, v in records.items() if v.get("status") == "proposed") or "none"
-        raise ValueError(f"no adjustment '{adj_id}' in {rd.root}; proposals waiting for a decision: {known}")
-    status = records[adj_id].get("status")
-    if status != "proposed":
+def decide(run: Run, adj_id: str, decision: str) -> None:
+    """Record a suggest-mode decision (``approve`` or ``reject``) for the run to pick up at its next epoch
+    boundary; the one way a decision is made, from the CLI or any other front end."""
+    if decision not in ("approve", "reject"):
+        raise ValueError(f"decision {decision!r} is not approve or reject")
+    record = run.adjustment(adj_id)
+    if record is None:
+        known = ", ".join(a["adj_id"] for a in run.adjustments if a.get("status") == AdjustmentStatus.PROPOSED) or "none"
+        raise ValueError(f"no adjustment '{adj_id}' in {run.root}; proposals waiting for a decision: {known}")
+    status = record.get("status")
+    if status != AdjustmentStatus.PROPOSED:
         raise ValueError(f"adjustment '{adj_id}' is '{status}', not waiting for a decision")
-    append_jsonl(rd.root / "decisions.jsonl", {"adj_id": adj_id, "decision": decision, "at": time.time()})
+    append_jsonl(run.root / "decisions.jsonl", {"adj_id": adj_id, "decision": decision, "at": time.time()})
+
+
+def _decide(run: Path, adj_id: str, decision: str) -> None:
+    decide(Run.open(run), adj_id, decision)
     console.print(f"{decision}d {adj_id}; the run picks this up at its next epoch boundary", highlight=False)
 
 

@@ -34,7 +34,7 @@ import torch
 
 from trainpilot.config import IntelligentTrainingConfig
 from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
-from trainpilot.engine.live import restart_keys
+from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
@@ -84,7 +84,8 @@ class TuningController:
         return {"applied": self.applied, "cooldown_until": self.cooldown_until, "next_due": self.next_due,
                 "discarded": [list(r) for r in self.discarded],
                 "analyzed": list(self.analyzed),
-                "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s}
+                "pending": self.pending, "decisions_seen": self.decisions_seen, "overhead_s": self.overhead_s,
+                "finished": getattr(self, "_finished", False)}
 
     def load_state_dict(self, state: dict) -> None:
         self.applied, self.cooldown_until = state["applied"], state["cooldown_until"]
@@ -92,6 +93,7 @@ class TuningController:
         self.discarded = [list(r) for r in state.get("discarded", [])]
         self.analyzed, self.pending = list(state["analyzed"]), state["pending"]
         self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
+        self._finished = bool(state.get("finished", False))
 
     # -- records -----------------------------------------------------------------------------------
     def records(self) -> dict[str, dict]:
@@ -100,7 +102,7 @@ class TuningController:
 
     def _save(self, record: dict, history: list[dict]) -> None:
         append_jsonl(self.run.adjustments, record)  # a later line with the same adj_id supersedes
-        if record["changes"] or record["rejected"] or record["status"] in ("recorded", "stale"):
+        if record["changes"] or record["rejected"] or record["status"] in (S.RECORDED, S.STALE):
             write_adjustment_report(self.run.reports, record, history, self.it.report_language)
 
     # -- the hook --------------------------------------------------------------------------------------
@@ -209,21 +211,21 @@ class TuningController:
             "reason": self._reason(trigger, diagnosis, asked_at, epoch), "diagnosis": diagnosis.to_dict(),
             "analysis_text": proposal.analysis, "raw_output": proposal.raw_output or proposal.analysis,
             "changes": validated.changes, "rejected": validated.rejected, "unchanged": validated.unchanged,
-            "notes": validated.notes, "status": "recorded", "outcome": None,
+            "notes": validated.notes, "status": S.RECORDED, "outcome": None,
             "evaluate_after_epochs": self.it.evaluation_window,
             "config_before": tr.cfg.to_dict(), "config_after": (validated.new_config or tr.cfg).to_dict(),
         }
         if getattr(self, "_finished", False):
-            record.update(status="recorded", config_after=tr.cfg.to_dict(),
+            record.update(status=S.RECORDED, config_after=tr.cfg.to_dict(),
                           notes=[*validated.notes, "the proposal arrived after the last epoch: recorded, not applied"])
         elif epoch - asked_at > self.it.stale_after_epochs:
-            record.update(status="stale", changes=[], config_after=tr.cfg.to_dict(),
+            record.update(status=S.STALE, changes=[], config_after=tr.cfg.to_dict(),
                           notes=[*validated.notes, f"the proposal asked for at epoch {asked_at} arrived at epoch "
                                  f"{epoch}, more than stale_after_epochs={self.it.stale_after_epochs} later: dropped"])
         elif not validated.changes or self.it.mode == "off":
-            record["status"] = "recorded" if validated.changes or validated.rejected or self.it.mode == "off" else "no_change"
+            record["status"] = S.RECORDED if validated.changes or validated.rejected or self.it.mode == "off" else S.NO_CHANGE
         elif self.it.mode == "suggest":
-            record["status"] = "proposed"
+            record["status"] = S.PROPOSED
         else:
             self._apply(tr, epoch, record, validated.updates)
         self._save(record, tr.history)
@@ -247,16 +249,15 @@ class TuningController:
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
                          "chance, so the current weights were only damage (a rollback to the last undamaged state)")
-        restart = restart_keys(tr.cfg, updates)
-        record["apply_notes"] = notes + tr.apply_changes(updates)
+        result = tr.apply_changes(updates)
+        record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()
-        record["status"] = "applied" if record["status"] != "approved" else "approved"
+        record["status"] = S.APPLIED if record["status"] != S.APPROVED else S.APPROVED
         self.applied += 1
         self.cooldown_until = epoch + self.it.cooldown_epochs - 1
         window = self.it.fast_evaluation_window if clearly_broken(record.get("diagnosis")) else self.it.evaluation_window
-        if restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
-            ramp = math.ceil(tr.schedule.warmup / max(1, tr.steps_per_epoch()))
-            window = max(window, min(ramp + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
+        if result.restart:  # a warm restart is not in full effect until its lr ramp is over: judge the epochs after it
+            window = max(window, min(result.ramp_epochs + self.it.evaluation_window, tr.cfg.num_epochs - epoch))
         if any(k in IMBALANCE_KEYS for k in updates):  # minority recall moves slower than accuracy
             window = max(window, min(self.it.imbalance_evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
@@ -290,7 +291,7 @@ class TuningController:
         if record is None:
             return
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
-        record["status"] = "kept" if keep else "reverted"
+        record["status"] = S.KEPT if keep else S.REVERTED
         record["outcome"] = {"decision": record["status"], "metric": metric, "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
@@ -305,17 +306,17 @@ class TuningController:
         records = self.records()
         for d in new:
             record = records.get(d.get("adj_id"))
-            if record is None or record["status"] != "proposed":
+            if record is None or record["status"] != S.PROPOSED:
                 continue
             if d.get("decision") == "reject" or self.pending is not None:
-                record["status"] = "rejected_by_user" if d.get("decision") == "reject" else "stale"
+                record["status"] = S.REJECTED_BY_USER if d.get("decision") == "reject" else S.STALE
                 self._save(record, tr.history)
                 continue
             proposal = Proposal(analysis=record["analysis_text"], advisor=record["advisor"],
                                 changes=[{"key": c["key"], "value": c["new"], "reason": c.get("reason", "")}
                                          for c in record["changes"] if c["source"] == "advisor"])
             validated = validate_proposal(proposal, tr.cfg, self.it, tr.data.train_counts(), tr.class_names)
-            record.update(changes=validated.changes, rejected=record["rejected"] + validated.rejected, status="approved",
+            record.update(changes=validated.changes, rejected=record["rejected"] + validated.rejected, status=S.APPROVED,
                           approved_at_epoch=epoch, config_before=tr.cfg.to_dict())
             if validated.changes:
                 self._apply(tr, epoch, record, validated.updates)

@@ -1,4 +1,4 @@
-"""`trainpilot llm check`: is the configured LLM reachable, how fast, and does it give usable proposals?"""
+"""`trainpilot llm check` (with the tuning commands: it drives an advisor, so the llm package never imports tuning): is the configured LLM reachable, how fast, and does it give usable proposals?"""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def check(
 ) -> None:
     """Reachability, model, latency, structured output, and one validated sample proposal."""
     from trainpilot.config import build_config, load_config
-    from trainpilot.llm.base import create_client
+    from trainpilot.llm.factory import create_client
     from trainpilot.tuning.actions import validate_proposal
     from trainpilot.tuning.advisors import AdvisorContext, LLMAdvisor, build_messages
     from trainpilot.tuning.advisors.llm import AdvisorUnavailable
