@@ -295,3 +295,19 @@ def test_no_lr_raise_right_after_a_cut_from_above_the_usual_range():
     assert "learning_rate" not in proposed(p) and "no lr raise" in p.analysis
     c.past_interventions = []
     assert proposed(RuleAdvisor().advise(c)).get("learning_rate", 0) > 0.0025
+
+
+def test_no_class_weights_when_the_majority_class_is_already_given_up():
+    """Minority recall is low, but so is the majority's (the sampler already pushed the model towards the
+    minority classes): more minority weight would only trade more majority images away."""
+    from test_diagnosis import make_history
+
+    base = SCENARIOS["imbalance"]
+    over = make_history([1.2, 0.9, 0.7, 0.55, 0.45], [1.1, 0.9, 0.75, 0.65, 0.58], [0.5, 0.65, 0.75, 0.82, 0.86],
+                        [0.55, 0.6, 0.62, 0.6, 0.6], recalls=[[0.3, 0.9, 0.9, 0.1]] * 5)
+    counts = [500, 480, 450, 40]
+    for history, expect in ((base, True), (over, False)):
+        d = diagnose(history, CFG, counts)
+        assert d.state("imbalance")
+        c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=d, class_names=CLASSES, train_counts=counts)
+        assert ("use_class_weights" in proposed(RuleAdvisor().advise(c))) is expect

@@ -162,6 +162,7 @@ class Features:
     worst_class: str | None = None
     minority_recall: float = math.nan
     minority_class: str | None = None
+    majority_recall: float = math.nan  # recall of the class with the most training images
     top_pred_share: float = math.nan   # share of val predictions that go to the most-predicted class
     top_pred_class: str | None = None
     top_pred_base: float = math.nan    # share of val images that truly are that class
@@ -307,6 +308,7 @@ def _class_features(f: Features, rows: list[dict], counts: list[int], names: lis
         if len(names) == len(counts) and counts:
             f.minority_class = names[counts.index(min(counts))]
             f.minority_recall = recalls.get(f.minority_class, math.nan)
+            f.majority_recall = recalls.get(names[counts.index(max(counts))], math.nan)
             zero = 0
             for row in reversed(rows):
                 if _recalls(row["per_class"]).get(f.minority_class) != 0:

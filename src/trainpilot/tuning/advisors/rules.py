@@ -181,6 +181,8 @@ def _class_weights(r: _Ctx) -> list[Remedy]:
     ratio, recall = f.imbalance_ratio, f.minority_recall if math.isfinite(f.minority_recall) else f.min_class_recall
     if ratio < IMBALANCED or not recall < 0.5:
         return []  # balanced counts: class weights would all be 1.0 and change nothing
+    if f.majority_recall < f.mean_class_recall:
+        return []  # the model already gives up the majority class more than the rest: more weight would trade more of it
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
         # the gentle weights did not lift the minority recall: escalate to the full ratio
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
