@@ -40,9 +40,8 @@ def fmt_value(v: Any) -> str:
     return json.dumps(sanitize_for_json(v), ensure_ascii=False)
 
 
-def fmt_human(v: Any, digits: int = 3) -> str:
-    """A number for people: ``digits`` significant digits (an lr of ``0.000284``, not ``0.000283765431``);
-    ``-`` when missing. JSON keeps the exact value; tables show this."""
+def _finite_float(v: Any) -> float | str:
+    """A finite float to format, or the finished text for anything else (missing, text, integer, inf/nan)."""
     if v is None:
         return "-"
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -50,22 +49,21 @@ def fmt_human(v: Any, digits: int = 3) -> str:
     if isinstance(v, numbers.Integral):
         return str(int(v))
     f = float(v)
-    if not math.isfinite(f):
-        return format_number(f)
-    return f"{f:.{digits}g}"
+    return f if math.isfinite(f) else format_number(f)
+
+
+def fmt_human(v: Any, digits: int = 3) -> str:
+    """A number for people: ``digits`` significant digits (an lr of ``0.000284``, not ``0.000283765431``);
+    ``-`` when missing. JSON keeps the exact value; tables show this."""
+    f = _finite_float(v)
+    return f if isinstance(f, str) else f"{f:.{digits}g}"
 
 
 def fmt_metric(v: Any, digits: int = 4) -> str:
     """A metric for tables: ``-`` when missing, fixed digits for floats."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        return str(v)
-    if isinstance(v, numbers.Integral):
-        return str(int(v))
-    f = float(v)
-    if not math.isfinite(f):
-        return format_number(f)
+    f = _finite_float(v)
+    if isinstance(f, str):
+        return f
     if f != 0.0 and abs(f) < 10 ** -digits:
         return format_number(f)  # small values such as learning rates: 2e-05
     if abs(f) >= 100:  # throughput, seconds: fewer decimals

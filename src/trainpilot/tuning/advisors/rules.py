@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 from trainpilot.config import TrainConfig
@@ -90,6 +91,7 @@ class _Ctx:
             value = spec.high if not spec.high_open else spec.high * 0.99
         return value
 
+    @cached_property
     def recent_lr_cut_from_above(self) -> int | None:
         """The epoch of a kept/pending lr cut from above the usual range, within the last two windows."""
         hi, now = typical_lr(self.cfg)[1], self.f.epoch
@@ -146,7 +148,7 @@ def _underfitting(r: _Ctx) -> list[Remedy]:
     flat = math.isfinite(f.train_loss_trend) and abs(f.train_loss_trend) < FLAT_REL / 10
     factor = 10.0 if flat or f.lr_prior == "low" else 3.0
     raise_lr: list[Remedy] = [([("learning_rate", r.lr(factor))], "why.lr_up", {"f": factor})]
-    if not flat and r.recent_lr_cut_from_above() is not None:
+    if not flat and r.recent_lr_cut_from_above is not None:
         raise_lr = []  # right after landing an lr from far too high, a slow loss is no proof the cut went too deep
     structural: list[Remedy] = []
     steps = int(f.steps_per_epoch) if math.isfinite(f.steps_per_epoch) else 0
@@ -247,8 +249,8 @@ class RuleAdvisor(Advisor):
             label = state_label(st.state, lang)
             if st.state == "plateau" and ctx.cfg.lr_scheduler in ANNEALING:
                 skipped.append(say("txt.annealing", lang, label=label, s=ctx.cfg.lr_scheduler))
-            if st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.recent_lr_cut_from_above():
-                skipped.append(say("txt.recent_cut", lang, label=label, e=r.recent_lr_cut_from_above()))
+            if st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.recent_lr_cut_from_above:
+                skipped.append(say("txt.recent_cut", lang, label=label, e=r.recent_lr_cut_from_above))
             lines.append(f"- {label}{o}{say('txt.sev', lang)} {st.severity:.2f}{c}{col}" + sep.join(st.evidence))
             taken, quota = 0, QUOTA.get(st.state, 1)
             if st.state == "underfitting" and diag.features.lr_verdict == "too_low":
