@@ -118,7 +118,8 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
     trainer = Trainer(cfg, data, model, model_info, device, precision, dist, run.session_id)
     trainer.run = run
     trainer.recipe = recipe if recipe is not None else read_json(run.root / "run.json").get("recipe")
-    trainer.hooks = list(hooks or []) + _controller_hooks(cfg, run)
+    # the controller first: later hooks (a study's pruner) see the epoch as the controller left it
+    trainer.hooks = _controller_hooks(cfg, run) + list(hooks or [])
     # one process trains a run directory at a time: a second resume is refused before it writes anything
     trainer.lock = RunLock(run.root).acquire() if dist.is_main else None
     if ckpt is not None:

@@ -248,7 +248,8 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
 
 def _register_optional_commands() -> None:
     # Tuning and LLM commands live with their own modules; they register here when present.
-    for module in ("trainpilot.tuning.cli", "trainpilot.tuning.llm_check", "trainpilot.runs_cli"):
+    for module in ("trainpilot.tuning.cli", "trainpilot.tuning.llm_check", "trainpilot.runs_cli",
+                   "trainpilot.search.cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as err:

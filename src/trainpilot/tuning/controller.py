@@ -95,6 +95,13 @@ class TuningController:
         self.decisions_seen, self.overhead_s = state.get("decisions_seen", 0), state.get("overhead_s", 0.0)
         self._finished = bool(state.get("finished", False))
 
+    @property
+    def last_change_epoch(self) -> int:
+        """The last epoch at whose end this controller changed the run (a change applied, weights rolled
+        back or reset); 0 when it never did. A study's pruner does not judge the epoch right after it."""
+        epochs = [r[1] for r in self.discarded] + ([self.pending["epoch"]] if self.pending else [])
+        return max(epochs, default=0)
+
     # -- records -----------------------------------------------------------------------------------
     def records(self) -> dict[str, dict]:
         """The latest version of every adjustment of this run, by id."""

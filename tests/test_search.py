@@ -1,0 +1,263 @@
+"""`trainpilot tune`: search spaces, storages, pruning next to the controller, workers, faults, PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import TINY
+from trainpilot.config import ConfigError, IntelligentTrainingConfig, load_config
+from trainpilot.runs import Run
+from trainpilot.search.space import Param, check_param, contains, default_space, load_space, suggest
+from trainpilot.search.storage import open_storage
+
+CMD = [sys.executable, "-m", "trainpilot"]
+FIXED = {k: v for k, v in TINY.items() if k != "intelligent_training"}
+SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "dropout_rate": {"low": 0.0, "high": 0.5}}
+
+
+def sets(cfg: dict) -> list[str]:
+    return [a for k, v in cfg.items() for a in ("--set", f"{k}={json.dumps(v, ensure_ascii=False)}")]
+
+
+def tune(args: list[str], tmp_path: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, "tune", "--no-memory", *args], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=600, **kw)
+
+
+@pytest.fixture
+def space_file(tmp_path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE))
+    return path
+
+
+# -- the search space ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [
+    ("learnin_rate: {low: 0.001, high: 0.1}", "unknown config key; did you mean 'learning_rate'?"),
+    ("learning_rate: {low: 0.001, high: 20}", "less than or equal to 10"),
+    ("learning_rate: {low: 0.1, high: 0.01}", "must be below high"),
+    ("learning_rate: {low: 0, high: 0.01, log: true}", "a log scale needs low > 0"),
+    ("optimizer: [AdamW, Adagrad]", "optimizer"),
+    ("optimizer: {low: 1, high: 2}", "not a number; give choices (one of: Adam, AdamW"),
+    ("batch_size: {low: 8.5, high: 64}", "whole-number"),
+    ("model_name: [resnet18, no_such_net]", "no_such_net"),
+    ("num_epochs: {low: 2, high: 9}", "fixed by --set"),
+    ("dropout_rate: {lo: 0.1, high: 0.2}", "lo"),
+])
+def test_a_bad_space_file_is_one_line_naming_the_key(tmp_path, text, expected):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_space(path, fixed={"num_epochs"})
+    assert expected in str(err.value) and "\n" not in str(err.value) and "space file" in str(err.value)
+
+
+def test_the_default_space_reads_the_data_and_leaves_fixed_keys_out():
+    profile = SimpleNamespace(median_width=64, median_height=64)
+    space = default_space(profile, fixed={"batch_size", "model_name"})
+    assert {"learning_rate", "weight_decay", "label_smoothing", "advanced_augmentation_enabled", "dropout_rate",
+            "image_size"} == set(space)
+    assert space["learning_rate"].log and space["weight_decay"].log
+    assert space["image_size"].choices == [64, 96]  # near the images' own 64 px, not 224
+    big = default_space(SimpleNamespace(median_width=600, median_height=300), fixed=set())
+    assert max(big["image_size"].choices) == 224 and "model_name" in big
+
+
+def test_suggested_values_are_typed_rounded_and_inside_the_space():
+    space = {"learning_rate": Param(low=1e-4, high=1e-2, log=True), "batch_size": Param(low=8, high=32),
+             "use_class_weights": check_param("use_class_weights", Param(choices=[False, True]))}
+    study = optuna.create_study(direction="maximize")
+    for _ in range(5):
+        params = suggest(study.ask(), space)
+        assert isinstance(params["batch_size"], int) and 8 <= params["batch_size"] <= 32
+        assert params["learning_rate"] == float(f"{params['learning_rate']:.4g}")
+        assert contains(space, params) == params
+    assert contains(space, {"learning_rate": 0.5, "dropout_rate": 0.1}) == {}
+
+
+# -- storages ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("storage,expected", [
+    ("not a url", "neither a database URL"),
+    ("postgresql://u:secret@127.0.0.1:1/db", "cannot use the database"),
+    ("postgresql://u:secret@[::1/db", "not a valid database URL"),
+    ("/no/such/folder/study.journal", "does not exist"),
+])
+def test_a_bad_storage_is_one_line_without_the_password(tmp_path, storage, expected):
+    with pytest.raises(ConfigError) as err:
+        open_storage(storage, tmp_path)
+    assert expected in str(err.value) and "secret" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tune_with_a_dead_database_is_a_one_line_error(tiny_data, tmp_path, space_file):
+    result = tune(["--data", str(tiny_data), "--space", str(space_file), "--trials", "1",
+                   "--storage", "postgresql://tp:hunter2@127.0.0.1:1/tp", *sets(FIXED)], tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: --storage") and "Traceback" not in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+# -- a study end to end ----------------------------------------------------------------------------------------
+
+def test_a_study_runs_trials_as_normal_runs_and_writes_a_winner_that_trains_again(tiny_data, tmp_path, space_file):
+    result = tune(["--data", str(tiny_data), "--space", str(space_file), "--trials", "3", "--study", "s1",
+                   *sets(FIXED)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "runs" / "s1"
+    study = optuna.load_study(study_name="s1", storage=open_storage(None, root)[0])
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in trials:
+        run = Run.open(t.user_attrs["run_dir"])  # every trial is a run the store, reports and dashboard read
+        assert run.status.state in ("completed", "pruned")
+        changed = {k["key"] for a in t.user_attrs["adjustments"] for k in a["keys"]}  # the controller's changes
+        assert run.config["learning_rate"] == t.user_attrs["params_used"]["learning_rate"] or "learning_rate" in changed
+        assert t.user_attrs["diagnosis"] and "test" in t.user_attrs and isinstance(t.user_attrs["adjustments"], list)
+    assert "best: trial" in result.stderr and "train it again" in result.stderr
+    html = (root / "study.html").read_text()
+    assert "Optimization history" in html and "Parameter importances" in html and "trial_0002" in html
+    assert (root / "plotly.min.js").stat().st_size > 100_000 and (root / "best.pt").is_file()
+    cfg = load_config(root / "best_config.yaml")
+    best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert cfg.learning_rate == best.user_attrs["params_used"]["learning_rate"]
+    again = subprocess.run([*CMD, "train", "--quiet", "--config", str(root / "best_config.yaml"), "--data",
+                            str(tiny_data), "--runs-dir", str(tmp_path / "again"), "--epochs", "1"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+
+
+def test_two_workers_share_one_journal_study_without_duplicates(tiny_data, tmp_path, space_file):
+    result = tune(["--data", str(tiny_data), "--space", str(space_file), "--trials", "4", "--study", "par",
+                   "--n-jobs", "2", *sets(FIXED)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "runs" / "par"
+    trials = optuna.load_study(study_name="par", storage=open_storage(None, root)[0]).get_trials()
+    assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len({t.user_attrs["run_dir"] for t in trials}) == 4
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+    assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both workers trained
+
+
+def test_a_killed_worker_leaves_a_failed_trial_and_resume_goes_on(tiny_data, tmp_path, space_file):
+    fixed = {**FIXED, "num_epochs": 60, "early_stopping": False}
+    proc = subprocess.Popen([*CMD, "tune", "--no-memory", "--data", str(tiny_data), "--space", str(space_file),
+                             "--trials", "2", "--study", "k", *sets(fixed)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = tmp_path / "runs" / "k" / "trial_0000" / "status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (status.exists() and (json.loads(status.read_text()).get("epoch") or 0) >= 1):
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    root = tmp_path / "runs" / "k"
+    spec = json.loads((root / "study.json").read_text())
+    spec["overrides"] = [o for o in spec["overrides"] if not o.startswith("num_epochs")] + ["num_epochs=2"]
+    (root / "study.json").write_text(json.dumps(spec))  # the resumed trials are short
+    result = tune(["--resume", str(root)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "trial 0: its worker" in result.stderr and "marked failed" in result.stderr
+    trials = optuna.load_study(study_name="k", storage=open_storage(None, root)[0]).get_trials()
+    assert trials[0].state == TrialState.FAIL and Run.open(root / "trial_0000").status.state == "crashed"
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
+
+
+# -- pruning next to the controller -----------------------------------------------------------------------
+
+def test_a_pruned_trial_stops_at_once_and_reads_pruned(tiny_data, tmp_path):
+    from trainpilot.search.space import space_from_dict
+    from trainpilot.search.trial import TrialSetup, run_trial
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
+    setup = TrialSetup(tmp_path, None, [f"{k}={json.dumps(v)}" for k, v in {**FIXED, "num_epochs": 6,
+                                                                           "data_dir": str(tiny_data)}.items()],
+                       space_from_dict(SPACE), controller=True)
+    trial = study.ask()
+    state, value, attrs = run_trial(setup, study, trial)
+    assert state == TrialState.PRUNED and value is None and attrs["epochs"] == 1  # not "rescued" by the controller
+    run = Run.open(trial.user_attrs["run_dir"])
+    assert run.status.state == "pruned" and "pruned by the study's pruner after epoch 1" in run.status.reason
+
+
+def test_the_epoch_right_after_a_controller_change_is_not_a_pruning_point():
+    from trainpilot.search.pruning import PruningHook
+    from trainpilot.tuning.advisors import RuleAdvisor
+    from trainpilot.tuning.controller import TuningController
+
+    ctl = TuningController(IntelligentTrainingConfig(), advisor=RuleAdvisor())
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
+    trial = study.ask()
+    stops = []
+    trainer = SimpleNamespace(hooks=[ctl], stop_reason=None, cfg=load_config(None, []),
+                              history=[{"phase": "val", "val_accuracy": 0.5}],
+                              request_stop=lambda reason, pruned: stops.append((reason, pruned)))
+    hook = PruningHook(trial)
+    ctl.pending = {"epoch": 3}  # a change applied at the end of epoch 3
+    hook.on_epoch_end(trainer, 4)
+    assert stops == [] and hook.skipped == [4]
+    hook.on_epoch_end(trainer, 5)
+    assert stops and stops[0][1] is True and hook.pruned_at == 5
+
+
+# -- the hybrid sampler -------------------------------------------------------------------------------------
+
+def test_hybrid_falls_back_to_the_base_sampler_when_the_llm_is_unreachable(tiny_data, tmp_path, monkeypatch):
+    from trainpilot.search.hybrid import propose
+    from trainpilot.search.space import space_from_dict
+    from trainpilot.search.trial import TrialSetup, run_trial
+    from trainpilot.tuning.advisors import create_advisor
+
+    study = optuna.create_study(direction="maximize")
+    setup = TrialSetup(tmp_path, None, [f"{k}={json.dumps(v)}" for k, v in {**FIXED, "data_dir": str(tiny_data)}.items()],
+                       space_from_dict(SPACE), controller=False, prune=False)
+    log: list[str] = []
+    assert not propose(study, setup.space, None, log.append, 0.5)  # nothing finished yet: no advisor round
+    for _ in range(2):
+        trial = study.ask()
+        state, value, _ = run_trial(setup, study, trial)
+        study.tell(trial, value, state=state)
+    it = IntelligentTrainingConfig(advisor="llm", llm={"base_url": "http://127.0.0.1:9/v1",
+                                                       "model": "m", "api_key_env": "TRAINPILOT_TEST_KEY", "max_retries": 0,
+                                                       "timeout": 2})
+    monkeypatch.setenv("TRAINPILOT_TEST_KEY", "sk-test")
+    advisor = create_advisor(it)
+    assert not propose(study, setup.space, advisor, log.append, 0.5)
+    assert any("could not be used" in m and "base sampler" in m for m in log), log
+    assert not [t for t in study.get_trials() if t.state == TrialState.WAITING]
+
+
+# -- a real PostgreSQL server -------------------------------------------------------------------------------
+
+PG = os.environ.get("TRAINPILOT_TEST_PG")
+
+
+@pytest.mark.skipif(not PG, reason="no PostgreSQL server: scripts/test.sh installs and starts one with Debian's "
+                                   "postgresql package (TRAINPILOT_TEST_PG); it could not here")
+def test_workers_on_postgresql_join_one_study(tiny_data, tmp_path, space_file):
+    name = f"pg_{uuid.uuid4().hex[:8]}"
+    args = ["--data", str(tiny_data), "--space", str(space_file), "--trials", "2", "--study", name,
+            "--storage", PG, *sets(FIXED)]
+    (tmp_path / "a").mkdir()
+    first = tune(args, tmp_path / "a")
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "b").mkdir()
+    second = tune([*args[:5], "3", *args[6:]], tmp_path / "b")  # another machine: same command, one more trial
+    assert second.returncode == 0, second.stderr
+    trials = optuna.load_study(study_name=name, storage=PG).get_trials()
+    assert len(trials) == 3 and len({t.number for t in trials}) == 3
+    assert "trainpilot:trainpilot" not in (tmp_path / "a" / "runs" / name / "study.json").read_text()
