@@ -89,6 +89,8 @@ def tune(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Fix a key for every trial: --set key=value."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The study folder is <runs-dir>/<study>/."),
     trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Trials in the study (default 20)."),
+    epoch_budget: int = typer.Option(0, "--epoch-budget", min=0, help="Stop starting trials once all trials together "
+                                     "trained this many epochs (0: --trials alone decides)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name; the same name joins the same study."),
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL, or a .log/.journal file "
                                           "(default: <study>/study.journal)."),
@@ -118,8 +120,9 @@ def tune(
         if trials:
             spec.n_trials = trials
     else:
-        spec = _new_spec(data, config, set_, runs_dir, trials or 20, study, storage, space, sampler, pruner,
-                         controller, seed, hybrid_share, memory, no_memory)
+        spec = _new_spec(data, config, set_, runs_dir, trials or (10**6 if epoch_budget else 20), study, storage,
+                         space, sampler, pruner, controller, seed, hybrid_share, memory, no_memory)
+        spec.epoch_budget = epoch_budget
     if threads:
         import torch
 
@@ -144,7 +147,8 @@ def _run(spec, n_jobs: int) -> None:
     from trainpilot.search.study import open_study, warm_start
 
     _, where = open_storage(spec.storage, spec.path)
-    console.print(f"study [bold]{spec.name}[/] in {spec.path} (storage {where}): {spec.n_trials} trials, sampler "
+    size = f"{spec.epoch_budget} epochs" if spec.epoch_budget else f"{spec.n_trials} trials"
+    console.print(f"study [bold]{spec.name}[/] in {spec.path} (storage {where}): {size}, sampler "
                   f"{spec.sampler}, pruner {spec.pruner}, controller {'on' if spec.controller else 'off'}; searching "
                   f"{', '.join(spec.space)}", highlight=False)
     study = open_study(spec)

@@ -3,7 +3,7 @@
 Every worker (this process, ``--n-jobs`` child processes, or the same command on other machines)
 runs :func:`work`: it marks trials of dead workers as failed, stops once the study holds
 ``n_trials`` trials that finished or are running (so the count is right with any number of
-workers), lets the hybrid advisor enqueue its share, asks Optuna for a trial and trains it.
+workers) or once its trials trained ``epoch_budget`` epochs, lets the hybrid advisor enqueue its share, asks Optuna for a trial and trains it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class StudySpec:
     pruner: str = "median"
     controller: bool = True
     n_trials: int = 20
+    epoch_budget: int = 0  # >0: stop starting trials once the study's trials trained this many epochs in all
     seed: int = 0
     hybrid_share: float = 0.3
     memory: str | None = str(USER_MEMORY)  # the user-level memory file; None: this study's file only
@@ -159,6 +160,14 @@ def fail_stale(study: optuna.Study, log: Callable[[str], None]) -> int:
     return n
 
 
+def epochs_spent(study: optuna.Study) -> int:
+    return sum(int(t.user_attrs.get("epochs") or 0) for t in study.get_trials(deepcopy=False))
+
+
+def _budget_spent(spec: StudySpec, study: optuna.Study) -> bool:
+    return spec.epoch_budget > 0 and epochs_spent(study) >= spec.epoch_budget
+
+
 def _outcomes(attrs: dict) -> list[dict]:
     return [{"diagnosis": a["diagnosis"], "key": k["key"], "direction": k["direction"], "status": a["status"]}
             for a in attrs.get("adjustments") or [] for k in a.get("keys") or []]
@@ -174,7 +183,7 @@ def work(spec: StudySpec, worker: int = 0, log: Callable[[str], None] = print,
     failures = 0
     while True:
         fail_stale(study, log)
-        if len(study.get_trials(deepcopy=False, states=COUNTED)) >= spec.n_trials:
+        if len(study.get_trials(deepcopy=False, states=COUNTED)) >= spec.n_trials or _budget_spent(spec, study):
             return study
         if advisor is not None:
             from trainpilot.search.hybrid import propose

@@ -1,0 +1,117 @@
+"""Search strategies at an equal budget of training epochs (not a test).
+
+On reduced copies of X-SDD and neu-cls (a few dozen images per class at 64 px, so that every study
+fits a session on a CPU), over several seeds, compares:
+
+1. defaults: one run of the defaults with the controller, for the whole budget;
+2. tpe: Optuna's TPE, no controller, no pruning;
+3. random: random search, no controller, no pruning;
+4. tune: ``trainpilot tune`` (TPE + median pruning + the controller in every trial);
+5. hybrid: as 4, with the rule advisor proposing up to 30% of the trials;
+6. tune/3: as 4 with a third of the budget.
+
+Every study selects its best trial on validation macro-F1; the table reports that trial's test
+macro-F1 (mean, spread) and wins/ties/losses against tpe (a tie is within 0.005).
+
+    python bench/search.py [--seeds 3] [--budget 24] [--trial-epochs 4] [--only xsdd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SPACE = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}, "weight_decay": {"low": 1e-5, "high": 0.3, "log": True},
+         "label_smoothing": {"low": 0.0, "high": 0.2}, "advanced_augmentation_enabled": {"choices": [False, True]},
+         "dropout_rate": {"low": 0.0, "high": 0.5}, "batch_size": {"choices": [16, 32]}}
+FIXED = {"image_size": 64, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "mixed_precision": False,
+         "use_tensorboard": False, "early_stopping": False}
+
+
+def reduced(src: Path, dst: Path, per_class: dict[str, int], size: int = 64, seed: int = 0) -> Path:
+    """A copy of ``src`` with at most ``per_class[split]`` images per class, resized to ``size`` px."""
+    rng = random.Random(seed)
+    for split, n in per_class.items():
+        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
+            files = sorted(cls.iterdir())
+            rng.shuffle(files)
+            out = dst / split / cls.name
+            out.mkdir(parents=True, exist_ok=True)
+            for f in files[:n]:
+                Image.open(f).convert("RGB").resize((size, size)).save(out / (f.stem + ".png"))
+    return dst
+
+
+def study(data: Path, root: Path, name: str, seed: int, budget: int, trial_epochs: int, sampler: str,
+          pruner: str, controller: bool) -> float:
+    from trainpilot.search.outputs import best_trial
+    from trainpilot.search.space import space_from_dict, space_to_dict
+    from trainpilot.search.study import StudySpec, work
+
+    overrides = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in
+                 {**FIXED, "num_epochs": trial_epochs, "seed": seed, "data_dir": data}.items()]
+    spec = StudySpec(name=name, dir=str(root / name), data_dir=str(data), overrides=overrides,
+                     space=space_to_dict(space_from_dict(SPACE)), sampler=sampler, pruner=pruner,
+                     controller=controller, n_trials=10**6, epoch_budget=budget, seed=seed, memory=None)
+    spec.path.mkdir(parents=True)
+    best = best_trial(work(spec, log=lambda m: None))
+    return float((best.user_attrs.get("test") or {}).get("macro_f1") or 0.0)
+
+
+def defaults(data: Path, root: Path, seed: int, budget: int) -> float:
+    import trainpilot
+
+    run = trainpilot.train({**FIXED, "num_epochs": budget, "seed": seed, "data_dir": str(data)}, runs_dir=root,
+                           quiet=True)
+    return float(run.summary["final"]["test"]["macro_f1"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
+    ap.add_argument("--trial-epochs", type=int, default=4)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
+    sets = {"xsdd": {"train": 30, "val": 12, "test": 30}, "neu-cls": {"train": 30, "val": 12, "test": 30}}
+    methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
+               ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),
+               ("tune/3", ("tpe", "median", True, 3))]
+    for ds, per_class in sets.items():
+        if args.only and ds != args.only:
+            continue
+        data = reduced(SHARED / ds, tmp / ds, per_class)
+        scores: dict[str, list[float]] = {m: [] for m, _ in methods}
+        for seed in range(args.seeds):
+            for method, how in methods:
+                start = time.perf_counter()
+                root = tmp / "runs" / ds / f"{method.replace('/', '_')}_{seed}"
+                root.mkdir(parents=True)
+                if how is None:
+                    score = defaults(data, root, seed, args.budget)
+                else:
+                    sampler, pruner, controller, div = how
+                    score = study(data, root, "s", seed, args.budget // div, args.trial_epochs, sampler, pruner,
+                                  controller)
+                scores[method].append(score)
+                print(f"{ds} seed {seed} {method:9s} test macro-F1 {score:.4f} ({time.perf_counter() - start:.0f} s)",
+                      flush=True)
+        print(f"\n{ds}: {args.seeds} seeds, {args.budget} training epochs per method (tune/3: a third)")
+        print(f"{'method':10s} {'mean':>7s} {'sd':>6s}  vs tpe (w/t/l)")
+        for method, vals in scores.items():
+            w = sum(a > b + 0.005 for a, b in zip(vals, scores["tpe"]))
+            lo = sum(a < b - 0.005 for a, b in zip(vals, scores["tpe"]))
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            print(f"{method:10s} {statistics.mean(vals):7.4f} {sd:6.4f}  {w}/{len(vals) - w - lo}/{lo}")
+
+
+if __name__ == "__main__":
+    main()
