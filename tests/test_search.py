@@ -261,3 +261,59 @@ def test_workers_on_postgresql_join_one_study(tiny_data, tmp_path, space_file):
     trials = optuna.load_study(study_name=name, storage=PG).get_trials()
     assert len(trials) == 3 and len({t.number for t in trials}) == 3
     assert "trainpilot:trainpilot" not in (tmp_path / "a" / "runs" / name / "study.json").read_text()
+
+
+def test_hybrid_enqueues_only_validated_changes_inside_the_space(tiny_run):
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from trainpilot.search.hybrid import propose
+    from trainpilot.search.space import space_from_dict
+    from trainpilot.tuning.advisors.base import Advisor
+    from trainpilot.tuning.proposals import Proposal, ProposedChange
+
+    class Fixed(Advisor):
+        name = "fixed"
+
+        def advise(self, context):
+            assert context.history and any(p.get("epoch") == "trial 1" for p in context.past_interventions)
+            return Proposal(analysis="try a higher lr", changes=[
+                ProposedChange(key="learning_rate", value=0.005, reason="underfitting"),
+                ProposedChange(key="dropout_rate", value=0.99, reason="out of the schema's bounds"),
+                ProposedChange(key="__import__('os')", value=1, reason="hostile")])
+
+    space = space_from_dict(SPACE)
+    dists = {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True), "dropout_rate": FloatDistribution(0.0, 0.5)}
+    study = optuna.create_study(direction="maximize")
+    for number, value in ((0, 0.6), (1, 0.4)):
+        study.add_trial(create_trial(params={"learning_rate": 0.001, "dropout_rate": 0.1 * (number + 1)},
+                                     distributions=dists, value=value,
+                                     user_attrs={"run_dir": str(tiny_run.dir), "diagnosis": "underfitting"}))
+    log: list[str] = []
+    assert propose(study, space, Fixed(), log.append, 0.5)
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["proposed_by"] == "fixed"
+    assert waiting[0].system_attrs["fixed_params"] == {"learning_rate": 0.005, "dropout_rate": 0.1}
+    assert not propose(study, space, Fixed(), log.append, 0.5)  # one is waiting: no second proposal on top
+
+
+def test_the_memory_warm_starts_a_study_from_the_nearest_dataset(tmp_path):
+    from trainpilot.search.memory import Memory
+    from trainpilot.search.study import StudySpec, warm_start
+
+    mem = Memory(tmp_path / "user" / "memory.json")
+    near = {"images": 900, "classes": 6, "imbalance": 8.0, "median_side": 200, "aspect": 1.0, "grayscale": 1.0}
+    far = {"images": 50_000, "classes": 100, "imbalance": 1.0, "median_side": 32, "aspect": 1.0, "grayscale": 0.0}
+    mem.record("/data/pcb", near, {"learning_rate": 0.003, "dropout_rate": 0.2}, 0.91,
+               [{"diagnosis": "imbalance", "key": "use_class_weights", "direction": "on", "status": "kept"}])
+    mem.record("/data/pcb", near, {"learning_rate": 0.02, "dropout_rate": 0.2}, 0.95, [])  # outside the space
+    mem.record("/data/cifar", far, {"learning_rate": 0.0005, "dropout_rate": 0.0}, 0.99, [])
+    assert mem.priors()["imbalance|use_class_weights|on"] == {"kept": 1, "reverted": 0}
+    spec = StudySpec(name="s", dir=str(tmp_path / "s"), data_dir="/data/pcb-v2", space=SPACE, memory=str(mem.path),
+                     meta={**near, "images": 1100})
+    study = optuna.create_study(direction="maximize")
+    log: list[str] = []
+    assert warm_start(spec, study, log.append) == 1 and "warm-started" in log[0]
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.system_attrs["fixed_params"] == {"learning_rate": 0.003, "dropout_rate": 0.2}
+    assert queued.user_attrs["warm_start_from"] == "/data/pcb"

@@ -118,8 +118,8 @@ def warm_start(spec: StudySpec, study: optuna.Study, log: Callable[[str], None],
     space = space_from_dict(spec.space)
     n = 0
     for source, params in warm_start_params([Memory(Path(spec.memory))], spec.meta, spec.data_dir):
-        inside = contains(space, params)
-        if inside and n < limit:
+        inside = contains(space, params)  # a config partly outside this space is not that config: skipped
+        if inside and len(inside) == sum(k in space for k in params) and n < limit:
             study.enqueue_trial(inside, user_attrs={"warm_start_from": source}, skip_if_exists=True)
             n += 1
     if n:
