@@ -35,7 +35,7 @@ FIXED = {"image_size": 64, "model_name": "tf_efficientnet_lite0", "use_pretraine
          "use_tensorboard": False, "early_stopping": False}
 
 
-def reduced(src: Path, dst: Path, per_class: dict[str, int], size: int = 64, seed: int = 0) -> Path:
+def reduced(src: Path, dst: Path, per_class: dict[str, int], seed: int = 0, size: int = 64) -> Path:
     """A copy of ``src`` with at most ``per_class[split]`` images per class, resized to ``size`` px."""
     rng = random.Random(seed)
     for split, n in per_class.items():
@@ -50,7 +50,7 @@ def reduced(src: Path, dst: Path, per_class: dict[str, int], size: int = 64, see
 
 
 def study(data: Path, root: Path, name: str, seed: int, budget: int, trial_epochs: int, sampler: str,
-          pruner: str, controller: bool) -> float:
+          pruner: str, controller: bool, memory: Path | None = None, trace: list | None = None) -> float:
     from trainpilot.search.outputs import best_trial
     from trainpilot.search.space import space_from_dict, space_to_dict
     from trainpilot.search.study import StudySpec, work
@@ -59,10 +59,48 @@ def study(data: Path, root: Path, name: str, seed: int, budget: int, trial_epoch
                  {**FIXED, "num_epochs": trial_epochs, "seed": seed, "data_dir": data}.items()]
     spec = StudySpec(name=name, dir=str(root / name), data_dir=str(data), overrides=overrides,
                      space=space_to_dict(space_from_dict(SPACE)), sampler=sampler, pruner=pruner,
-                     controller=controller, n_trials=10**6, epoch_budget=budget, seed=seed, memory=None)
+                     controller=controller, n_trials=10**6, epoch_budget=budget, seed=seed,
+                     memory=str(memory) if memory else None)
+    from trainpilot.data.prepare import scan
+    from trainpilot.data.profile import profile_dataset
+    from trainpilot.config import load_config
+    from trainpilot.search.memory import meta_features
+    from trainpilot.search.study import open_study, warm_start
+
+    spec.meta = meta_features(profile_dataset(scan(load_config(None, overrides))))
     spec.path.mkdir(parents=True)
-    best = best_trial(work(spec, log=lambda m: None))
+    warm_start(spec, open_study(spec), print)
+    result = work(spec, log=lambda m: None)
+    if trace is not None:  # (epochs spent so far, best val so far) after each trial
+        spent, best_val = 0, -1.0
+        for t in result.get_trials():
+            spent += int(t.user_attrs.get("epochs") or 0)
+            best_val = max(best_val, t.value if t.value is not None else -1.0)
+            trace.append((spent, best_val))
+    best = best_trial(result)
     return float((best.user_attrs.get("test") or {}).get("macro_f1") or 0.0)
+
+
+def memory_check(tmp: Path, args) -> None:
+    """A study on one X-SDD subsample fills a memory; on a second, similar subsample, a study with that
+    memory is compared with one without it (epochs to reach the no-memory best) and with the defaults."""
+    per = {"train": 30, "val": 12, "test": 30}
+    first = reduced(SHARED / "xsdd", tmp / "mem_a", per, seed=10)
+    second = reduced(SHARED / "xsdd", tmp / "mem_b", per, seed=11)
+    mem = tmp / "memory.json"
+    study(first, tmp / "mem_runs_a", "a", 0, args.budget, args.trial_epochs, "tpe", "median", True, memory=mem)
+    with_mem, without = [], []
+    f1_mem = study(second, tmp / "mem_runs_b1", "b", 1, args.budget, args.trial_epochs, "tpe", "median", True,
+                   memory=mem, trace=with_mem)
+    f1_none = study(second, tmp / "mem_runs_b0", "b", 1, args.budget, args.trial_epochs, "tpe", "median", True,
+                    trace=without)
+    f1_default = defaults(second, tmp / "mem_runs_d", 1, args.budget)
+    target = without[-1][1]
+    reached = next((spent for spent, v in with_mem if v >= target - 1e-9), None)
+    print(f"\nmemory: test macro-F1 with memory {f1_mem:.4f}, without {f1_none:.4f}, defaults {f1_default:.4f}")
+    print(f"memory: the no-memory best val {target:.4f} after {without[-1][0]} epochs; with memory reached after "
+          f"{reached if reached is not None else 'never (within the budget)'} epochs"
+          + (f" ({reached / without[-1][0]:.0%})" if reached else ""))
 
 
 def defaults(data: Path, root: Path, seed: int, budget: int) -> float:
@@ -79,8 +117,12 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
     ap.add_argument("--trial-epochs", type=int, default=4)
     ap.add_argument("--only", default="")
+    ap.add_argument("--memory-check", action="store_true", help="only the experience-memory comparison")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
+    if args.memory_check:
+        memory_check(tmp, args)
+        return
     sets = {"xsdd": {"train": 30, "val": 12, "test": 30}, "neu-cls": {"train": 30, "val": 12, "test": 30}}
     methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
                ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),

@@ -104,6 +104,6 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 tr.pruned{{color:#888}} tr.fail{{color:#b00}} .note{{color:#888}}</style></head><body>
 <h1>Study {html.escape(spec.name)}</h1><p>{len(trials)} trials ({summary}); sampler {spec.sampler}, pruner {spec.pruner},
 controller {'on' if spec.controller else 'off'}. {best_line}. Values are on validation data; test macro-F1 is shown for each trial.</p>
-{figures}<h2>Trials</h2><table><tr>{head}</tr>{''.join(rows)}</table>
-<h2>Pruned trials</h2><ul>{pruned_html}</ul></body></html>""", encoding="utf-8")
+<h2>Trials</h2><table><tr>{head}</tr>{''.join(rows)}</table>
+<h2>Pruned trials</h2><ul>{pruned_html}</ul>{figures}</body></html>""", encoding="utf-8")
     return path
