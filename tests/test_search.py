@@ -317,3 +317,20 @@ def test_the_memory_warm_starts_a_study_from_the_nearest_dataset(tmp_path):
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.system_attrs["fixed_params"] == {"learning_rate": 0.003, "dropout_rate": 0.2}
     assert queued.user_attrs["warm_start_from"] == "/data/pcb"
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp", "cmaes", "random", "hybrid"])
+def test_every_sampler_searches_the_space(name):
+    from trainpilot.search.space import space_from_dict
+    from trainpilot.search.study import make_pruner, make_sampler
+
+    space = space_from_dict({**SPACE, "advanced_augmentation_enabled": {"choices": [False, True]}})
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(name, 0, 8), pruner=make_pruner("median"))
+    for _ in range(5):
+        trial = study.ask()
+        params = suggest(trial, space)
+        assert contains(space, params) == params
+        study.tell(trial, -abs(params["learning_rate"] - 3e-3) - params["dropout_rate"])
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 5
+    with pytest.raises(ConfigError, match="not one of"):
+        make_sampler("bayes", 0, 8)
