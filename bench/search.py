@@ -123,7 +123,7 @@ def main() -> None:
     if args.memory_check:
         memory_check(tmp, args)
         return
-    sets = {"xsdd": {"train": 30, "val": 12, "test": 30}, "neu-cls": {"train": 30, "val": 12, "test": 30}}
+    sets = {"xsdd": {"train": 20, "val": 12, "test": 30}, "neu-cls": {"train": 20, "val": 12, "test": 30}}
     methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
                ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),
                ("tune/3", ("tpe", "median", True, 3))]

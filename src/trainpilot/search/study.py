@@ -59,6 +59,16 @@ class StudySpec:
     def path(self) -> Path:
         return Path(self.dir)
 
+    @property
+    def expected_trials(self) -> int:
+        """``n_trials``, or with an epoch budget, about how many trials of the fixed length fit in it."""
+        if not self.epoch_budget:
+            return self.n_trials
+        from trainpilot.config import load_config
+
+        per_trial = load_config(self.config, self.overrides).num_epochs  # the recipe's own choice when not fixed
+        return min(self.n_trials, max(1, self.epoch_budget // max(1, per_trial)))
+
     def save(self) -> None:
         data = asdict(self)
         if self.storage_secret:
@@ -77,6 +87,7 @@ class StudySpec:
 
 
 def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    """``n_trials``: the trials the study is expected to run; a third of them (2 to 10) start it at random."""
     startup = max(2, min(10, n_trials // 3))
     if name in ("tpe", "hybrid"):
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
@@ -102,7 +113,7 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 def open_study(spec: StudySpec, worker: int = 0) -> optuna.Study:
     storage, _ = open_storage(spec.storage, spec.path)
     return optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", load_if_exists=True,
-                               sampler=make_sampler(spec.sampler, spec.seed + worker, spec.n_trials),
+                               sampler=make_sampler(spec.sampler, spec.seed + worker, spec.expected_trials),
                                pruner=make_pruner(spec.pruner))
 
 
