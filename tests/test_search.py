@@ -129,6 +129,11 @@ def test_a_study_runs_trials_as_normal_runs_and_writes_a_winner_that_trains_agai
         assert run.config["learning_rate"] == t.user_attrs["params_used"]["learning_rate"] or "learning_rate" in changed
         assert t.user_attrs["diagnosis"] and "test" in t.user_attrs and isinstance(t.user_attrs["adjustments"], list)
     assert "best: trial" in result.stderr and "train it again" in result.stderr
+    from trainpilot.search.store import list_studies, read_study
+
+    assert list_studies(tmp_path / "runs") == [root]
+    seen = read_study(root)
+    assert len(seen["trials"]) == 3 and seen["error"] is None and seen["trials"][0]["run"] == "trial_0000"
     html = (root / "study.html").read_text()
     assert "Optimization history" in html and "Parameter importances" in html and "trial_0002" in html
     assert (root / "plotly.min.js").stat().st_size > 100_000 and (root / "best.pt").is_file()
@@ -250,16 +255,16 @@ PG = os.environ.get("TRAINPILOT_TEST_PG")
                                    "postgresql package (TRAINPILOT_TEST_PG); it could not here")
 def test_workers_on_postgresql_join_one_study(tiny_data, tmp_path, space_file):
     name = f"pg_{uuid.uuid4().hex[:8]}"
-    args = ["--data", str(tiny_data), "--space", str(space_file), "--trials", "2", "--study", name,
+    args = ["--data", str(tiny_data), "--space", str(space_file), "--trials", "1", "--study", name,
             "--storage", PG, *sets(FIXED)]
     (tmp_path / "a").mkdir()
     first = tune(args, tmp_path / "a")
     assert first.returncode == 0, first.stderr
     (tmp_path / "b").mkdir()
-    second = tune([*args[:5], "3", *args[6:]], tmp_path / "b")  # another machine: same command, one more trial
+    second = tune([*args[:5], "2", *args[6:]], tmp_path / "b")  # another machine: same command, one more trial
     assert second.returncode == 0, second.stderr
     trials = optuna.load_study(study_name=name, storage=PG).get_trials()
-    assert len(trials) == 3 and len({t.number for t in trials}) == 3
+    assert len(trials) == 2 and len({t.number for t in trials}) == 2
     assert "trainpilot:trainpilot" not in (tmp_path / "a" / "runs" / name / "study.json").read_text()
 
 
