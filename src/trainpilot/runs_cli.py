@@ -74,6 +74,11 @@ def list_cmd(runs_dir: Path = typer.Argument(Path("runs"), help="The folder that
                       f"{r['epochs']}/{r['num_epochs'] or '?'}", best, fmt_metric(r["last"]),
                       f"{r['kept']}/{r['reverted']}", duration(r["duration_s"]))
     _out().print(table)
+    from trainpilot.search.store import list_studies
+
+    for study in list_studies(runs_dir):  # a study's trials are runs one level down
+        trials = sum(1 for d in study.iterdir() if d.is_dir() and d.name.startswith("trial_"))
+        _out().print(f"study {study.name}: {trials} trial run(s); trainpilot runs {study}", highlight=False)
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
