@@ -41,6 +41,8 @@ def preview_dataset(data_dir: str, values: dict) -> dict:
 
     if not data_dir.strip():
         raise ValueError("give a dataset folder: train/ and val/ class folders, or flat class folders")
+    wrong = forms.validate(values)  # a field still being typed does not block the preview
+    values = {k: v for k, v in values.items() if k not in wrong}
     cfg = build_config({**forms._nest(values), "data_dir": data_dir})
     index = scan_dataset(Path(data_dir).expanduser(), cfg.val_split, cfg.seed)
     skipped = [{"path": p, "why": why} for p, why in index.skipped]

@@ -71,7 +71,7 @@ function lineChart(el, series, { logY = false, markers = () => [], tip = null, x
     width: Math.max(200, el.clientWidth), height: 230,
     plugins: [markersPlugin(markers, tip)],
     cursor: { points: { size: 6 }, drag: { x: true, y: false } },
-    legend: { live: true },
+    legend: { live: false },
     scales: { x: { time: false }, y: logY ? { distr: 3 } : { auto: true } },
     axes: [
       { stroke: css("--muted"), grid: { stroke: css("--line"), width: 1 }, ticks: { stroke: css("--line") }, label: xLabel,
@@ -81,7 +81,7 @@ function lineChart(el, series, { logY = false, markers = () => [], tip = null, x
     ],
     series: [{ label: xLabel }, ...series.map((s, i) => ({
       label: s.label, stroke: css(s.color || colors[i % colors.length]), width: 2, dash: s.dash,
-      points: { show: (u, si, i0, i1) => i1 - i0 < 60 }, spanGaps: true,
+      points: { show: (u, si, i0, i1) => i1 - i0 < 60, fill: css("--panel") }, spanGaps: true,
       value: (u, v) => v === null || v === undefined ? "–" : fmt(v),
     }))],
   };

@@ -26,7 +26,9 @@
     charts.loss.setData([s.epoch, s.train_loss, s.val_loss]);
     charts.acc.setData([s.epoch, s.train_accuracy, s.val_accuracy, s.val_macro_f1]);
     charts.lr.setData([s.epoch, s.lr.map(v => (v > 0 ? v : null))]);
-    document.getElementById("chart-loss").dataset.points = s.epoch.length;
+    const el = document.getElementById("chart-loss");
+    el.dataset.points = s.epoch.length;  // for scripts and tests: what is on screen
+    el.dataset.markers = markers().length;
   }
 
   function header() {
@@ -84,17 +86,33 @@
       ${outcome}${decision(a)}<div class="sub" style="margin-top:.4rem">${report}</div></article>`;
   }
 
+  const cardCache = new Map();  // adjustment id -> [its JSON, its element]: unchanged cards stay as they are
+
   function timeline() {
     const shown = detail.adjustments.filter(a => a.changes.length || a.rejected.length || a.status === "proposed");
     const quiet = detail.adjustments.filter(a => !shown.includes(a));
-    const key = JSON.stringify(detail.adjustments);
+    const key = JSON.stringify([detail.adjustments, detail.status]);
     if (key === lastCards) return;
     lastCards = key;
-    const notes = {};
-    document.querySelectorAll(".decide").forEach(d => { notes[d.dataset.adj] = d.querySelector(".note").value; });
     const el = document.getElementById("timeline");
-    el.innerHTML = shown.length ? shown.slice().reverse().map(card).join("") : `<p class="empty">${esc(T["run.no_adjustments"])}</p>`;
-    document.querySelectorAll(".decide").forEach(d => { if (notes[d.dataset.adj]) d.querySelector(".note").value = notes[d.dataset.adj]; });
+    const wanted = shown.slice().reverse().map(a => {
+      const json = JSON.stringify([a, detail.status]), hit = cardCache.get(a.id);
+      if (hit && hit[0] === json) return hit[1];
+      const holder = document.createElement("div");
+      holder.innerHTML = card(a);
+      const node = holder.firstElementChild;
+      if (hit) {  // keep a note being typed
+        const note = hit[1].querySelector(".note"), next = node.querySelector(".note");
+        if (note && next) next.value = note.value;
+      }
+      cardCache.set(a.id, [json, node]);
+      return node;
+    });
+    const current = [...el.children];
+    if (wanted.length !== current.length || wanted.some((n, i) => n !== current[i])) {
+      el.replaceChildren(...(wanted.length ? wanted : [Object.assign(document.createElement("p"),
+        { className: "empty", textContent: T["run.no_adjustments"] })]));
+    }
     const nc = document.getElementById("no-change");
     nc.hidden = !quiet.length;
     nc.querySelector(".count").textContent = `(${quiet.length})`;
@@ -217,6 +235,7 @@
   window.addEventListener("themechange", () => { buildCharts(); lastSide = ""; if (detail) render(detail); });
 
   buildCharts();
+  window.trainpilotCharts = () => charts;
   const source = new EventSource(base + "/events?lang=" + LANG);
   source.addEventListener("detail", e => render(JSON.parse(e.data)));
   source.onerror = () => { if (detail && detail.status !== "running") source.close(); };
