@@ -86,6 +86,10 @@ function lineChart(el, series, { logY = false, markers = () => [], tip = null, x
     }))],
   };
   const chart = new uPlot(opts, [[]].concat(series.map(() => [])), el);
-  new ResizeObserver(() => chart.setSize({ width: Math.max(200, el.clientWidth), height: el.clientHeight || 260 })).observe(el);
+  let width = opts.width;  // follow the width only: a size that feeds back into the element would grow forever
+  new ResizeObserver(() => {
+    const w = Math.max(200, el.clientWidth);
+    if (w !== width) { width = w; chart.setSize({ width: w, height: 230 }); }
+  }).observe(el);
   return chart;
 }
