@@ -15,7 +15,7 @@ from sse_starlette.sse import EventSourceResponse
 from trainpilot.jsonio import sanitize_for_json
 from trainpilot.ui import forms, launch, views
 from trainpilot.ui.i18n import pick_lang
-from trainpilot.ui.state import UIState, signature
+from trainpilot.ui.state import UIState, signature_key
 
 router = APIRouter(prefix="/api")
 POLL_S = 0.4  # how often a live page's run is checked: new points appear well within 2 s
@@ -48,7 +48,11 @@ async def body(request: Request) -> dict:
 def runs(request: Request):
     st = ui(request)
     st.reap()
-    return ok({"runs": [st.row(r, lambda run: views.runs_table([run])[0]) for r in st.runs()]})
+    return ok({"runs": [st.row(r, row_of) for r in st.runs()]})
+
+
+def row_of(run) -> dict:
+    return views.runs_table([run])[0]
 
 
 @router.get("/runs/{run_id}")
@@ -58,14 +62,15 @@ def run(run_id: str, request: Request):
 
 @router.get("/runs/{run_id}/events")
 async def events(run_id: str, request: Request):
-    """The run's detail now, then again each time one of its files changes (server-sent events)."""
+    """The run's detail now (unless ``?since=`` names the state the page already shows), then again each time
+    one of its files changes (server-sent events)."""
     st, lang = ui(request), lang_of(request)
     run_obj = st.run(run_id)
 
     async def stream():
-        last, beat = None, time.monotonic()
+        last, beat = request.query_params.get("since"), time.monotonic()
         while not await request.is_disconnected():
-            sig = await asyncio.to_thread(signature, run_obj)
+            sig = await asyncio.to_thread(signature_key, run_obj)
             if sig != last:
                 last = sig
                 detail = await asyncio.to_thread(views.run_detail, run_obj, lang)

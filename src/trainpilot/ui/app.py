@@ -61,6 +61,8 @@ class Guard:
                 headers = list(message.get("headers") or [])
                 headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                             (b"x-frame-options", b"DENY")]
+                if request.url.path.startswith("/static/") and request.query_params.get("v"):
+                    headers.append((b"cache-control", b"public, max-age=86400, immutable"))  # versioned URLs
                 if set_cookie:
                     headers.append((b"set-cookie", f"{security.COOKIE}={st.token}; HttpOnly; SameSite=Strict; "
                                                    f"Path=/".encode()))

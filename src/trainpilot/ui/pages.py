@@ -19,6 +19,8 @@ from trainpilot.ui.i18n import strings
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+ASSET_VERSION = __version__ + "-" + str(int(max(p.stat().st_mtime for p in (Path(__file__).parent / "static").rglob("*")
+                                                if p.is_file())))
 SUMMARY_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
@@ -26,7 +28,7 @@ def page(request: Request, template: str, title: str, **context) -> HTMLResponse
     lang = lang_of(request)
     t = strings(lang)
     response = templates.TemplateResponse(request, template, {
-        "t": t, "lang": lang, "title": title, "token": ui(request).token, "version": __version__,
+        "t": t, "lang": lang, "title": title, "token": ui(request).token, "version": __version__, "v": ASSET_VERSION,
         "strings_json": json.dumps(t, ensure_ascii=False), "path": request.url.path, **context})
     if request.query_params.get("lang") in ("zh", "en"):
         response.set_cookie("lang", request.query_params["lang"], max_age=365 * 86400, samesite="strict")
@@ -54,8 +56,14 @@ def run_page(run_id: str, request: Request):
     st = ui(request)
     if run_id in st.launched and not (st.runs_dir / run_id / "status.json").exists():
         return page(request, "starting.html", run_id, nav="runs", run_id=run_id)
+    from trainpilot.jsonio import sanitize_for_json
+    from trainpilot.ui.state import signature_key
+    from trainpilot.ui.views import run_detail
+
     run = st.run(run_id)
-    return page(request, "run.html", run.id, nav="runs", run_id=run.id)
+    since = signature_key(run)  # the page shows this state; the event stream sends only what comes after it
+    detail = json.dumps(sanitize_for_json(run_detail(run, lang_of(request))), ensure_ascii=False).replace("</", "<\\/")
+    return page(request, "run.html", run.id, nav="runs", run_id=run.id, detail_json=detail, since=since)
 
 
 @router.get("/compare", response_class=HTMLResponse)

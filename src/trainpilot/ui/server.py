@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from trainpilot.ui import security
@@ -67,6 +68,9 @@ def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT, tok
     runs_dir.mkdir(parents=True, exist_ok=True)
     allowed = None if not security.is_loopback(host) else {"127.0.0.1", "localhost", "[::1]", host.lower()}
     app = create_app(runs_dir, token=token, require_token=required, allowed_hosts=allowed)
+    from trainpilot.ui.api import row_of
+
+    threading.Thread(target=app.state.ui.warm, args=(row_of,), daemon=True, name="warm-runs").start()
     if not quiet:
         print(f"trainpilot dashboard for {runs_dir.resolve()}:\n  {urls(host, port, token, required, open_path)}",
               flush=True)

@@ -26,6 +26,13 @@ def signature(run: Run) -> tuple:
     return tuple(out)
 
 
+def signature_key(run: Run) -> str:
+    """:func:`signature` as a short string a page can hand back (``?since=``)."""
+    import hashlib
+
+    return hashlib.sha1(repr(signature(run)).encode()).hexdigest()[:16]
+
+
 @dataclass
 class UIState:
     runs_dir: Path
@@ -60,6 +67,14 @@ class UIState:
             hit = (sig, build(run))
             self._rows[run.id] = hit
         return hit[1]
+
+    def warm(self, build) -> None:
+        """Read every run once (at start, on a background thread), so the first page is served from memory."""
+        try:
+            for run in self.runs():
+                self.row(run, build)
+        except Exception:  # noqa: BLE001 - a run that cannot be read is reported when it is asked for
+            pass
 
     def reap(self) -> None:
         """Collect the exit status of finished child processes (no zombies)."""

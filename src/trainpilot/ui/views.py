@@ -57,14 +57,14 @@ def marker_label(adj: dict, lang: str) -> str:
     return f"{words} · {OUTCOME_WORDS['zh' if lang == 'zh' else 'en'].get(status, status)}"
 
 
-def adjustment_view(adj: dict, run: Run, lang: str, reports: dict[str, str]) -> dict:
-    """One timeline card."""
+def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: dict[str, str]) -> dict:
+    """One timeline card; ``decisions``: adjustment id -> its decision."""
     status = str(adj.get("status") or "")
     epoch = int(adj.get("approved_at_epoch") or adj.get("epoch") or 0)
     outcome = adj.get("outcome") if isinstance(adj.get("outcome"), dict) else None
     window_end = (outcome or {}).get("evaluated_at_epoch") or epoch + int(adj.get("evaluate_after_epochs") or 1)
     diagnosis = adj.get("diagnosis") or {}
-    decision = run.decision(str(adj.get("adj_id")))
+    decision = decisions.get(str(adj.get("adj_id")))
     return {"id": adj.get("adj_id"), "epoch": epoch, "status": status, "status_label": label(lang, "status_", status),
             "tone": "kept" if status == "kept" else "reverted" if status == "reverted" else
                     "pending" if status in PENDING else "muted",
@@ -140,7 +140,10 @@ def run_detail(run: Run, lang: str) -> dict:
     for p in run.reports:
         if p.suffix == ".md" and "_adj_" in p.stem:
             reports["adj_" + p.stem.split("_adj_", 1)[1]] = p.name
-    cards = [adjustment_view(a, run, lang, reports) for a in adjustments]
+    decisions: dict[str, dict] = {}
+    for d in run.decisions:  # the first decision of each proposal counts, as in Run.decision
+        decisions.setdefault(str(d.get("adj_id")), d)
+    cards = [adjustment_view(a, decisions, lang, reports) for a in adjustments]
     status, cfg = run.status, run.config
     return {"id": run.id, "status": status.state, "reason": status.reason, "row": runs_table([run])[0],
             "monitor": run.monitor, "series": series(rows), "classes": classes, "train_counts": run.train_counts,

@@ -195,11 +195,13 @@
   }
 
   function render(d) {
+    if (!detail) performance.mark("trainpilot-detail");
     detail = d;
     header(); updateCharts(); timeline();
     const side = JSON.stringify([d.classes, d.train_counts, d.confusion, d.reports, d.recall.map(r => r.length), d.config, d.changed]);
     if (side !== lastSide) { lastSide = side; counts(); confusion(); heatmap(); reports(); config(); }
     Object.values(charts).forEach(c => c.redraw(false));
+    if (!performance.getEntriesByName("trainpilot-rendered").length) performance.mark("trainpilot-rendered");
   }
 
   function flash(msg, error) {
@@ -236,7 +238,9 @@
 
   buildCharts();
   window.trainpilotCharts = () => charts;
-  const source = new EventSource(base + "/events?lang=" + LANG);
+  const initial = document.getElementById("initial-detail");
+  render(JSON.parse(initial.textContent));  // drawn from the page itself; the stream sends what changes next
+  const source = new EventSource(base + "/events?lang=" + LANG + "&since=" + initial.dataset.since);
   source.addEventListener("detail", e => render(JSON.parse(e.data)));
   source.onerror = () => { if (detail && detail.status !== "running") source.close(); };
 })();

@@ -39,6 +39,7 @@
     document.getElementById("runs-empty").hidden = rows.length > 0;
     document.getElementById("run-count").textContent = rows.length ? `${shown.length}/${rows.length}` : "";
     compareBtn.disabled = selected.size < 2;
+    if (rows.length && !performance.getEntriesByName("trainpilot-rendered").length) performance.mark("trainpilot-rendered");
   }
 
   async function load() {
