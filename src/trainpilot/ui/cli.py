@@ -49,11 +49,16 @@ def ui(runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="The folde
     serve(runs_dir, host=host, port=port, token=token, open_path=open_path)
 
 
-def serve_during_training(runs_dir: Path, name: Optional[str], resume: Optional[Path],
-                          port: int = DEFAULT_PORT) -> None:
-    """`trainpilot train --ui`: start the dashboard for this run in a child process; it stops when training ends."""
+def serve_during_training(runs_dir: Path, name: Optional[str], resume: Optional[Path], port: int | None = None) -> None:
+    """`trainpilot train --ui`: start the dashboard for this run in a child process (port: TRAINPILOT_UI_PORT,
+    default 7860); it stops when training ends."""
     from trainpilot.ui.server import start_beside_training
 
+    if port is None:
+        raw = os.environ.get("TRAINPILOT_UI_PORT") or str(DEFAULT_PORT)
+        if not raw.isdigit():
+            raise ValueError(f"TRAINPILOT_UI_PORT={raw!r} is not a port number")
+        port = int(raw)
     if resume is not None:
         runs_dir, name = Path(resume).expanduser().parent, Path(resume).name
     proc = start_beside_training(Path(runs_dir), name, port)
