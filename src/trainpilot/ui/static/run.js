@@ -5,7 +5,7 @@
   const runId = document.getElementById("run-id").textContent;
   const base = "/api/runs/" + encodeURIComponent(runId);
   const tip = document.getElementById("marker-tip");
-  let detail = null, charts = {}, cmMode = "counts", lastCards = "", lastSide = "";
+  let detail = null, charts = {}, cmMode = "counts", lastCards = "", lastSide = {};
   const markers = () => (detail ? detail.adjustments.filter(a => a.drawn) : []);
 
   function buildCharts() {
@@ -198,8 +198,14 @@
     if (!detail) performance.mark("trainpilot-detail");
     detail = d;
     header(); updateCharts(); timeline();
-    const side = JSON.stringify([d.classes, d.train_counts, d.confusion, d.reports, d.recall.map(r => r.length), d.config, d.changed]);
-    if (side !== lastSide) { lastSide = side; counts(); confusion(); heatmap(); reports(); config(); }
+    // each panel is redrawn only when what it shows changed (a live run adds a heatmap column per epoch)
+    const parts = { counts: [d.classes, d.train_counts], confusion: [d.confusion], heatmap: [d.recall],
+                    reports: [d.reports], config: [d.config, d.changed] };
+    const draw = { counts, confusion, heatmap, reports, config };
+    for (const [name, value] of Object.entries(parts)) {
+      const key = JSON.stringify(value);
+      if (lastSide[name] !== key) { lastSide[name] = key; draw[name](); }
+    }
     Object.values(charts).forEach(c => c.redraw(false));
     if (!performance.getEntriesByName("trainpilot-rendered").length) performance.mark("trainpilot-rendered");
   }
@@ -234,7 +240,7 @@
   document.getElementById("resume-btn").addEventListener("click", async () => {
     try { await api(base + "/resume", { method: "POST" }); flash(T["run.resume"] + " …"); } catch (err) { flash(err.message, true); }
   });
-  window.addEventListener("themechange", () => { buildCharts(); lastSide = ""; if (detail) render(detail); });
+  window.addEventListener("themechange", () => { buildCharts(); lastSide = {}; if (detail) render(detail); });
 
   buildCharts();
   window.trainpilotCharts = () => charts;
