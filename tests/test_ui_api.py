@@ -299,7 +299,14 @@ def test_serve_errors_are_one_line(tmp_path):
             check_port("127.0.0.1", port)
         out = subprocess.run([sys.executable, "-m", "trainpilot", "ui", "--runs-dir", str(tmp_path), "--port", str(port)],
                              capture_output=True, text=True, timeout=120)
+        from trainpilot.ui.cli import serve_during_training
+
+        with pytest.raises(ServeError, match="already in use"):  # `trainpilot train --ui` on a taken port
+            serve_during_training(tmp_path, "r", None, port=port)
     assert out.returncode == 2 and out.stderr.startswith("error: port") and len(out.stderr.strip().splitlines()) == 1
+    bad = subprocess.run([sys.executable, "-m", "trainpilot", "ui", "--runs-dir", str(tmp_path), "--token", "x"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: the token must be") and "Traceback" not in bad.stderr
     with pytest.raises(ServeError, match="at least 8 characters"):
         resolve_token("0.0.0.0", "short")
     token, required, generated = resolve_token("0.0.0.0", None)
