@@ -18,7 +18,7 @@ UI: dict[str, tuple[str, str]] = {
     "col.run": ("Run", "训练"), "col.status": ("Status", "状态"), "col.model": ("Model", "模型"),
     "col.data": ("Dataset", "数据集"), "col.epochs": ("Epochs", "轮次"), "col.best": ("Best", "最佳"),
     "col.last": ("Last", "最新"), "col.test": ("Test", "测试集"), "col.adjustments": ("Adjustments", "调整"),
-    "col.started": ("Started", "开始时间"), "col.duration": ("Duration", "耗时"),
+    "col.started": ("Started", "开始时间"), "col.mode": ("Tuning", "调参模式"), "col.duration": ("Duration", "耗时"),
     "st.running": ("running", "训练中"), "st.completed": ("completed", "已完成"), "st.stopped": ("stopped", "已停止"),
     "st.crashed": ("crashed", "已崩溃"), "st.pruned": ("pruned", "已剪枝"), "st.starting": ("starting", "启动中"),
     "adj.kept": ("kept", "保留"), "adj.reverted": ("reverted", "回滚"), "adj.pending": ("pending", "待定"),
