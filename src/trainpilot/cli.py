@@ -59,6 +59,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue runs/<session_id> from its last checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars or per-epoch lines."),
     json_logs: bool = typer.Option(False, "--json-logs", help="One JSON object per event on stdout."),
+    ui: bool = typer.Option(False, "--ui", help="Serve the dashboard for this run while it trains (127.0.0.1:7860)."),
 ) -> None:
     """Train a classifier; writes a run directory under --runs-dir. The shortcuts (--model, --epochs, ...)
     are the same as --set KEY=VALUE; a later --set wins."""
@@ -69,6 +70,8 @@ def train(
                  "batch_size": batch_size, "image_size": img_size, "learning_rate": lr, "device": device,
                  "use_pretrained": pretrained}
     given = [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in shortcuts.items() if v is not None]
+    if ui:
+        __import__("trainpilot.ui.cli", fromlist=["_"]).serve_during_training(runs_dir, name, resume)
     if resume is not None:
         if given or set_ or config or name:
             raise ValueError("--resume continues a run with its own config; drop --config, --set, --name and the "
@@ -248,7 +251,7 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
 
 def _register_optional_commands() -> None:
     # Tuning and LLM commands live with their own modules; they register here when present.
-    for module in ("trainpilot.tuning.cli", "trainpilot.tuning.llm_check", "trainpilot.runs_cli",
+    for module in ("trainpilot.tuning.cli", "trainpilot.tuning.llm_check", "trainpilot.runs_cli", "trainpilot.ui.cli",
                    "trainpilot.search.cli"):
         try:
             mod = __import__(module, fromlist=["register"])

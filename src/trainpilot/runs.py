@@ -214,6 +214,10 @@ class Run:
     def decisions(self) -> list[dict]:
         return read_jsonl(self.root / "decisions.jsonl")
 
+    def decision(self, adj_id: str) -> dict | None:
+        """The decision recorded for an adjustment (the first one: a proposal is decided once), or None."""
+        return next((d for d in self.decisions if d.get("adj_id") == adj_id), None)
+
     @property
     def summary(self) -> dict | None:
         return _read_json(self.root / "summary.json")
@@ -312,6 +316,20 @@ class Run:
         return RunStatus("crashed", "no status file and no summary.json (an older run, or one that was killed)")
 
 
+def find_run(runs_dir: str | Path, run_id: str) -> Run:
+    """The run named ``run_id`` directly under ``runs_dir``; an id that is a path (``../x``, ``/x``, ``a/b``),
+    a hidden folder, or a symlink leading outside ``runs_dir`` is refused like an unknown one."""
+    root = Path(runs_dir).expanduser().resolve()
+    bad = (not run_id or run_id in (".", "..") or run_id.startswith((".", "_")) or "/" in run_id
+           or "\\" in run_id or "\0" in run_id)
+    if not bad:
+        path = root / run_id
+        real = path.resolve()
+        if real.parent == root and real.is_dir() and any((real / m).exists() for m in Run.MARKERS):
+            return Run(path)
+    raise RunStoreError(f"no run '{run_id}' in {root}; see `trainpilot runs {root}` for the run ids")
+
+
 def list_runs(runs_dir: str | Path) -> list[Run]:
     """The run directories directly under ``runs_dir``, oldest first (folders that are not runs are skipped)."""
     root = Path(runs_dir).expanduser()
@@ -324,5 +342,5 @@ def list_runs(runs_dir: str | Path) -> list[Run]:
     return sorted(runs, key=lambda r: (r.started_at() or 0.0, r.id))
 
 
-__all__ = ["AdjustmentStatus", "MetricsFollower", "Run", "RunStatus", "RunStoreError", "STATES", "latest_adjustments",
-           "list_runs"]
+__all__ = ["AdjustmentStatus", "MetricsFollower", "Run", "RunStatus", "RunStoreError", "STATES", "find_run",
+           "latest_adjustments", "list_runs"]

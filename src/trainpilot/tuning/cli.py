@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import time
 from datetime import datetime
 from pathlib import Path
@@ -74,34 +75,58 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
     console.print(f"diagnosis: {states}\nproposed changes: {changes}\nreport: {md}", highlight=False)
 
 
-def decide(run: Run, adj_id: str, decision: str) -> None:
+class DecisionError(ValueError):
+    """A decision that cannot be recorded: an unknown id, or a proposal no longer waiting (one line)."""
+
+
+def decide(run: Run, adj_id: str, decision: str, note: str = "", by: str = "cli") -> dict:
     """Record a suggest-mode decision (``approve`` or ``reject``) for the run to pick up at its next epoch
-    boundary; the one way a decision is made, from the CLI or any other front end."""
+    boundary; the one way a decision is made, from the CLI or the dashboard (``by``). A proposal is decided
+    once: one that is no longer proposed, or already has a decision waiting, is refused. Returns the record."""
     if decision not in ("approve", "reject"):
-        raise ValueError(f"decision {decision!r} is not approve or reject")
-    record = run.adjustment(adj_id)
-    if record is None:
-        known = ", ".join(a["adj_id"] for a in run.adjustments if a.get("status") == AdjustmentStatus.PROPOSED) or "none"
-        raise ValueError(f"no adjustment '{adj_id}' in {run.root}; proposals waiting for a decision: {known}")
-    status = record.get("status")
-    if status != AdjustmentStatus.PROPOSED:
-        raise ValueError(f"adjustment '{adj_id}' is '{status}', not waiting for a decision")
-    append_jsonl(run.root / "decisions.jsonl", {"adj_id": adj_id, "decision": decision, "at": time.time()})
+        raise DecisionError(f"decision {decision!r} is not approve or reject")
+    path = run.root / "decisions.jsonl"
+    with open(run.root / ".decisions.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two front ends deciding at once: one wins, the other is refused
+        record = run.adjustment(adj_id)
+        if record is None:
+            known = ", ".join(a["adj_id"] for a in run.adjustments if a.get("status") == AdjustmentStatus.PROPOSED)
+            raise DecisionError(f"no adjustment '{adj_id}' in {run.root}; proposals waiting for a decision: "
+                                f"{known or 'none'}")
+        status = record.get("status")
+        if status != AdjustmentStatus.PROPOSED:
+            raise DecisionError(f"adjustment '{adj_id}' is '{status}', not waiting for a decision")
+        if run.status.state in ("completed", "pruned"):
+            raise DecisionError(f"adjustment '{adj_id}' can no longer be decided: run '{run.id}' is "
+                                f"{run.status.state}, so no epoch is left to apply it at")
+        earlier = run.decision(adj_id)
+        if earlier is not None:
+            when = datetime.fromtimestamp(float(earlier.get("at") or 0)).strftime("%Y-%m-%d %H:%M:%S")
+            raise DecisionError(f"adjustment '{adj_id}' was already {earlier.get('decision')}d by "
+                                f"{earlier.get('by') or 'cli'} at {when}; the run picks that up at its next epoch")
+        entry = {"adj_id": adj_id, "decision": decision, "at": time.time(), "by": by, "note": str(note or "")[:2000]}
+        append_jsonl(path, entry)
+    return entry
 
 
-def _decide(run: Path, adj_id: str, decision: str) -> None:
-    decide(Run.open(run), adj_id, decision)
+def _decide(run: Path, adj_id: str, decision: str, note: str = "") -> None:
+    decide(Run.open(run), adj_id, decision, note=note if isinstance(note, str) else "", by="cli")
     console.print(f"{decision}d {adj_id}; the run picks this up at its next epoch boundary", highlight=False)
 
 
-def approve(run: Path = typer.Argument(...), adj_id: str = typer.Argument(..., help="The adjustment id (adj_...).")) -> None:
+NOTE = typer.Option("", "--note", help="Why; shown with the decision in the dashboard.")
+
+
+def approve(run: Path = typer.Argument(...), adj_id: str = typer.Argument(..., help="The adjustment id (adj_...)."),
+            note: str = NOTE) -> None:
     """Approve a proposal of a run in suggest mode; it is applied at the next epoch boundary."""
-    _decide(run, adj_id, "approve")
+    _decide(run, adj_id, "approve", note)
 
 
-def reject(run: Path = typer.Argument(...), adj_id: str = typer.Argument(..., help="The adjustment id (adj_...).")) -> None:
+def reject(run: Path = typer.Argument(...), adj_id: str = typer.Argument(..., help="The adjustment id (adj_...)."),
+           note: str = NOTE) -> None:
     """Reject a proposal of a run in suggest mode."""
-    _decide(run, adj_id, "reject")
+    _decide(run, adj_id, "reject", note)
 
 
 def register(app: typer.Typer) -> None:
