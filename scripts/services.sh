@@ -6,7 +6,8 @@ set -uo pipefail
 have_root() { [ "$(id -u)" = 0 ]; }
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   if have_root && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1; } || true
   fi
 fi
 command -v pg_ctlcluster >/dev/null 2>&1 || exit 0

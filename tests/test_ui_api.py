@@ -337,3 +337,33 @@ def test_event_stream_sends_the_detail(runs):
 
     item = asyncio.run(first())
     assert item["event"] == "detail" and json.loads(item["data"])["id"] == "done"
+
+
+def test_study_pages_list_trials_and_serve_only_the_study_files(runs, tmp_path):
+    """A real (one-trial) study under the runs folder: listed, its page, its report and trial summary."""
+    import json
+
+    from conftest import TINY
+    from trainpilot.data.synthetic import make_defect_dataset
+    from trainpilot.search.cli import tune as tune_cmd
+
+    data = make_defect_dataset(tmp_path / "sdata", per_class=6, image_size=32, seed=3, classes=("a", "b"),
+                               splits={"train": 0.5, "val": 0.25, "test": 0.25})
+    space = tmp_path / "space.yaml"
+    space.write_text("learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    fixed = [f"{k}={json.dumps(v)}" for k, v in TINY.items() if k != "intelligent_training"]
+    tune_cmd(data=data, config=None, set_=fixed + ["num_epochs=1"], runs_dir=runs, trials=1, epoch_budget=0,
+             study="st", storage=None, space=space, sampler="tpe", pruner="none", controller=True, n_jobs=1, seed=0,
+             hybrid_share=0.3, memory=None, no_memory=True, resume=None, worker=0, threads=0)
+    c = TestClient(create_app(runs, token=TOKEN))
+    listing = c.get("/studies")
+    assert listing.status_code == 200 and "/studies/st" in listing.text
+    detail = c.get("/studies/st?lang=zh")
+    assert detail.status_code == 200 and "learning_rate" in detail.text and "trial_0000/reports/summary.html" in detail.text
+    report = c.get("/studies/st/files/study.html")
+    assert report.status_code == 200 and "script-src 'self'" in report.headers["content-security-policy"]
+    assert c.get("/studies/st/files/plotly.min.js").status_code == 200
+    assert c.get("/studies/st/files/trial_0000/reports/summary.html").status_code == 200
+    for bad in ("/studies/st/files/study.journal", "/studies/st/files/trial_0000/checkpoints/best.pt",
+                "/studies/st/files/../st/study.json", "/studies/..%2Fetc/files/study.html", "/studies/nope"):
+        assert c.get(bad).status_code == 404, bad

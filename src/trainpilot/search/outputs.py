@@ -81,7 +81,7 @@ def write_report(spec, study: optuna.Study, path: Path) -> Path:
         test = (t.user_attrs.get("test") or {}).get("macro_f1")
         changes = "<br>".join(html.escape(a["text"]) for a in t.user_attrs.get("adjustments") or []) or "-"
         run = Path(t.user_attrs.get("run_dir", "")).name
-        link = f"<a href='{html.escape(run)}/summary.html'>{html.escape(run)}</a>" if run else "-"
+        link = f"<a href='{html.escape(run)}/reports/summary.html'>{html.escape(run)}</a>" if run else "-"
         cells = [t.number, t.state.name.lower(), t.value, *[t.params.get(k) for k in keys], test,
                  t.user_attrs.get("epochs"), None, t.user_attrs.get("diagnosis"), None]
         tds = "".join(f"<td>{_cell(c)}</td>" for c in cells[:-3]) + f"<td>{changes}</td><td>{_cell(cells[-2])}</td><td>{link}</td>"

@@ -99,7 +99,7 @@ def create_app(runs_dir: str | Path, token: str | None = None, require_token: bo
                allowed_hosts: set[str] | None = None) -> FastAPI:
     """The dashboard for ``runs_dir``. ``token``: what POSTs (and, with ``require_token``, every request)
     must carry; one is generated when not given. ``allowed_hosts``: Host names it answers to (None: any)."""
-    from trainpilot.ui import api, pages
+    from trainpilot.ui import api, pages, studies
 
     state = UIState(Path(runs_dir).expanduser(), token or security.new_token(), require_token, allowed_hosts)
     app = FastAPI(title="trainpilot", docs_url=None, redoc_url=None, openapi_url=None)
@@ -107,6 +107,7 @@ def create_app(runs_dir: str | Path, token: str | None = None, require_token: bo
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(studies.router)
     from trainpilot.data.folder import DatasetError
     from trainpilot.inference import InferenceError
     from trainpilot.tuning.cli import DecisionError

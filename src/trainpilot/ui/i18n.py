@@ -9,7 +9,12 @@ from trainpilot.reports.i18n import norm_lang
 UI: dict[str, tuple[str, str]] = {
     "app": ("trainpilot", "trainpilot"),
     "nav.runs": ("Runs", "训练记录"), "nav.new": ("New run", "新建训练"), "nav.predict": ("Predict", "预测"),
-    "nav.compare": ("Compare", "对比"),
+    "nav.compare": ("Compare", "对比"), "nav.studies": ("Studies", "超参搜索"),
+    "study.name": ("Study", "搜索"), "study.sampler": ("Sampler · pruner", "采样器 · 剪枝器"),
+    "study.trials": ("trials", "次试验"), "study.best": ("best (val)", "最佳（验证集）"), "study.value": ("Value (val)", "验证集指标"),
+    "study.report": ("Study report", "搜索报告"), "study.controller": ("controller", "调参控制器"),
+    "study.changes": ("Controller changes", "控制器的调整"), "study.diagnosis": ("Diagnosis", "诊断"),
+    "study.empty": ("No studies yet. Start one with `trainpilot tune --data DIR`.", "还没有超参搜索。运行 `trainpilot tune --data DIR` 开始。"),
     "runs.title": ("Runs", "训练记录"), "runs.empty": ("No runs yet. Start one with New run, or `trainpilot train --data DIR`.",
                                                "还没有训练记录。点击“新建训练”，或运行 `trainpilot train --data DIR`。"),
     "runs.filter": ("Filter by name, model or dataset", "按名称、模型或数据集筛选"),
