@@ -81,11 +81,12 @@ def list_cmd(runs_dir: Path = typer.Argument(Path("runs"), help="The folder that
         _out().print(f"study {study.name}: {trials} trial run(s); trainpilot runs {study}", highlight=False)
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+def flat_config(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A config as dotted keys (``intelligent_training.mode``); class_weights stays one value."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and k != "class_weights":
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat_config(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = v
     return out
@@ -93,7 +94,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_diff(a: dict, b: dict) -> list[tuple[str, Any, Any]]:
     """(key, value in a, value in b) for every key whose value differs; nested sections as dotted keys."""
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flat_config(a), flat_config(b)
     missing = object()
     return [(k, fa.get(k, missing), fb.get(k, missing)) for k in sorted(set(fa) | set(fb))
             if fa.get(k, missing) != fb.get(k, missing) and k not in ("timestamp",)]

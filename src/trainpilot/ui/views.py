@@ -11,7 +11,7 @@ from typing import Any
 from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
-from trainpilot.runs_cli import config_diff, run_row
+from trainpilot.runs_cli import config_diff, flat_config, run_row
 from trainpilot.tuning.messages import state_label
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
@@ -160,16 +160,6 @@ def compare(runs: list[Run]) -> dict:
     for other in runs[1:]:
         for key, _, _ in config_diff(runs[0].config, other.config):
             keys.setdefault(key)
-    flat = [_flatten(r.config) for r in runs]
+    flat = [flat_config(r.config) for r in runs]
     diff = [{"key": k, "values": [f.get(k, "(absent)") for f in flat]} for k in sorted(keys)]
     return {"runs": curves, "diff": diff}
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "class_weights":
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
