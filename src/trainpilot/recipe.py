@@ -50,7 +50,7 @@ class Choice:
         return asdict(self)
 
 
-def _round32(x: float) -> int:
+def round32(x: float) -> int:
     return int(32 * round(x / 32))
 
 
@@ -154,7 +154,7 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
     if free("image_size"):
         lo, hi = SIZE_RANGE if pretrained else SIZE_RANGE_SCRATCH
         side = profile.median_long_side if letterbox else math.sqrt(profile.median_width * profile.median_height)
-        size = min(hi, max(lo, _round32(side)))
+        size = min(hi, max(lo, round32(side)))
         how = ("above the images' size: ImageNet features need some resolution" if size > side * 1.2 else
                "below the images' size: bounded for training time" if size < side / 1.2 else
                "about the images' own size, so small defects are not scaled away")

@@ -112,7 +112,8 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -299,7 +300,7 @@ class Run:
         if state == "running":
             same_host = s.get("host") == socket.gethostname()
             beat = float(s.get("heartbeat") or 0.0)
-            alive = _pid_alive(int(pid)) if same_host and pid else time.time() - beat < STALE_HEARTBEAT_S
+            alive = pid_alive(int(pid)) if same_host and pid else time.time() - beat < STALE_HEARTBEAT_S
             if not alive:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(beat)) if beat else "never"
                 return RunStatus("crashed", f"process {pid} ended without a final status (killed or lost power) "

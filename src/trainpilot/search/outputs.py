@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import html
+import json
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from trainpilot.config import read_config_file
-from trainpilot.config import apply_overrides
+from trainpilot.config import apply_overrides, read_config_file
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -23,8 +23,6 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 def best_config(spec, trial: optuna.trial.FrozenTrial) -> dict:
     """The winner's starting config: the study's fixed keys, the trial's params and its automatic choices,
     so that ``trainpilot train --config best_config.yaml`` trains it again (the controller included)."""
-    import json
-
     data = read_config_file(spec.config) if spec.config else {}
     data = apply_overrides(data, spec.overrides + [f"{k}={json.dumps(v)}" for k, v in
                                                    {**(trial.user_attrs.get("auto") or {}),
@@ -82,9 +80,10 @@ def write_report(spec, study: optuna.Study, path: Path) -> Path:
         changes = "<br>".join(html.escape(a["text"]) for a in t.user_attrs.get("adjustments") or []) or "-"
         run = Path(t.user_attrs.get("run_dir", "")).name
         link = f"<a href='{html.escape(run)}/reports/summary.html'>{html.escape(run)}</a>" if run else "-"
-        cells = [t.number, t.state.name.lower(), t.value, *[t.params.get(k) for k in keys], test,
-                 t.user_attrs.get("epochs"), None, t.user_attrs.get("diagnosis"), None]
-        tds = "".join(f"<td>{_cell(c)}</td>" for c in cells[:-3]) + f"<td>{changes}</td><td>{_cell(cells[-2])}</td><td>{link}</td>"
+        params = t.user_attrs.get("params_used") or t.params  # what the run trained with (4 significant digits)
+        values = [t.number, t.state.name.lower(), t.value, *[params.get(k) for k in keys], test, t.user_attrs.get("epochs")]
+        tds = "".join(f"<td>{_cell(c)}</td>" for c in values)
+        tds += f"<td>{changes}</td><td>{_cell(t.user_attrs.get('diagnosis'))}</td><td>{link}</td>"
         rows.append(f"<tr class='{t.state.name.lower()}'>{tds}</tr>")
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     pruned_html = "".join(f"<li>trial {t.number}: {html.escape(str(t.user_attrs.get('stop_reason', '')))}</li>"

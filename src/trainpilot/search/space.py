@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from trainpilot.config import ConfigError, TrainConfig, _suggest, all_keys, build_config, read_config_file
 from trainpilot.data.profile import DataProfile
+from trainpilot.recipe import round32
 
 MODELS = ["tf_efficientnet_lite0", "mobilenetv3_small_100", "resnet18"]
 
@@ -141,13 +142,9 @@ def contains(space: dict[str, Param], params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _round32(x: float) -> int:
-    return int(32 * round(x / 32))
-
-
 def default_space(profile: DataProfile, fixed: set[str]) -> dict[str, Param]:
     """The default search space for this data, without the keys in ``fixed``."""
-    side = _round32(math.sqrt(profile.median_width * profile.median_height))
+    side = round32(math.sqrt(profile.median_width * profile.median_height))
     sizes = sorted({min(224, max(64, s)) for s in (side - 32, side, side + 32)})
     space = {
         "learning_rate": Param(low=1e-4, high=1e-2, log=True),

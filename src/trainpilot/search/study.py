@@ -138,26 +138,16 @@ def warm_start(spec: StudySpec, study: optuna.Study, log: Callable[[str], None],
     return n
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_stale(study: optuna.Study, log: Callable[[str], None]) -> int:
     """Mark RUNNING trials whose worker is gone as FAIL (a worker on this host with a dead pid, or a
     run another host left without a heartbeat); returns how many."""
-    from trainpilot.runs import Run, RunStoreError
+    from trainpilot.runs import Run, RunStoreError, pid_alive
 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
         dead = worker.get("host") == socket.gethostname() and worker.get("pid") != os.getpid() \
-            and not _alive(int(worker.get("pid") or 0))
+            and not pid_alive(int(worker.get("pid") or 0))
         if not dead and worker.get("host") != socket.gethostname() and t.user_attrs.get("run_dir"):
             try:
                 dead = Run.open(t.user_attrs["run_dir"]).status.state == "crashed"

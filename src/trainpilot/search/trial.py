@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ class TrialSetup:
     space: dict[str, Param]
     controller: bool = True
     prune: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _changes_text(changes: list[dict]) -> str:
