@@ -10,8 +10,9 @@ import pytest
 from test_diagnosis import CLASSES, COUNTS, SCENARIOS  # tests/ is on sys.path, as for llm_server
 
 from trainpilot.config import IntelligentTrainingConfig, build_config
+from trainpilot.data.weights import sampled_counts
 from trainpilot.llm import LLMClient, LLMError, LLMReply
-from trainpilot.tuning.actions import PROPOSAL_JSON_SCHEMA, validate_proposal
+from trainpilot.tuning.actions import PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, validate_proposal
 from trainpilot.tuning.advisors import (HYBRID_JSON_SCHEMA, AdvisorContext, HybridAdvisor, LLMAdvisor, RuleAdvisor,
                                         build_messages, create_advisor)
 from trainpilot.tuning.diagnosis import diagnose
@@ -97,6 +98,37 @@ def test_gentle_class_weights_escalate_to_balanced_when_the_minority_recall_stay
     assert v.new_config.class_weights["flies"] / v.new_config.class_weights["ants"] == pytest.approx(12.5)
     past = [{"changes": [{"key": "weight_strategy", "old": "log_inverse", "new": "balanced"}], "status": "reverted"}]
     assert not RuleAdvisor().advise(ctx("imbalance", cfg=gentle, past=past)).changes
+
+
+def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
+    """With sqrt sampling the 12.5:1 counts reach the loss as 3.5:1: the gentle weights are taken on that,
+    so sampling and weights together never turn the imbalance around on the majority class."""
+    sqrt = build_config({**CFG.to_dict(), "sampler": "sqrt"})
+    counts = [500, 480, 450, 40]
+    p = RuleAdvisor().advise(ctx("imbalance", cfg=sqrt))
+    assert proposed(p) == {"use_class_weights": True, "weight_strategy": "log_inverse"}, p.analysis
+    assert "rather than the 3.54:1 of balanced weights" in p.analysis, p.analysis
+    v = validate_proposal(p, sqrt, IT, counts, CLASSES)
+    w = v.new_config.class_weights
+    drawn = sampled_counts(counts, "sqrt")
+    assert w["flies"] / w["ants"] == pytest.approx(1 + math.log(drawn[0] / drawn[3]), rel=1e-4)
+    # the loss's total pull per class (draws x weight) still favours the larger class, only less
+    pull = [n * w[c] for n, c in zip(drawn, CLASSES)]
+    assert pull[0] > pull[3] > counts[3] / counts[0] * pull[0]
+    # escalated to balanced on top of sqrt: balanced in total, not 3.5x the other way
+    full = validate_proposal(RuleAdvisor().advise(ctx("imbalance", cfg=v.new_config)), v.new_config, IT, counts, CLASSES)
+    w = full.new_config.class_weights
+    assert [n * w[c] for n, c in zip(drawn, CLASSES)] == pytest.approx([sum(counts) / 4] * 4, rel=1e-3)
+    # a balanced sampler leaves no imbalance for weights to fix
+    balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
+    assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=balanced)))
+
+
+def test_sampled_counts_keep_the_epoch_length():
+    assert sampled_counts([400, 100], "shuffle") == [400, 100]
+    assert sampled_counts([400, 100], "sqrt") == pytest.approx([1000 / 3, 500 / 3], rel=1e-3)
+    assert sampled_counts([400, 100], "balanced") == [250, 250]
+    assert sampled_counts([400, 0], "sqrt")[1] == 0
 
 
 def test_a_cut_from_far_above_the_usual_range_lands_in_its_upper_half():
@@ -257,12 +289,29 @@ def test_majority_collapse_remedies_escalate_one_step_at_a_time():
     first = RuleAdvisor().advise(_majority_ctx(CFG))
     assert proposed(first) == {"sampler": "balanced"}
     balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
-    second = RuleAdvisor().advise(_majority_ctx(balanced))
-    assert proposed(second) == {"use_class_weights": True}  # weight_strategy is balanced already
-    weighted = build_config({**balanced.to_dict(), "use_class_weights": True, "weight_strategy": "balanced"})
-    third = RuleAdvisor().advise(_majority_ctx(weighted))
-    assert set(proposed(third)) == {"learning_rate"}
+    second = RuleAdvisor().advise(_majority_ctx(balanced))  # no offline ImageNet weights for mobilenetv3_small_100
+    assert set(proposed(second)) == {"learning_rate"}, second.analysis  # balanced weights would add nothing now
+    reverted = [{"adj_id": "adj_1", "epoch": 3, "status": "reverted",
+                 "changes": [{"key": "sampler", "old": "shuffle", "new": "balanced"}]}]
+    weights = RuleAdvisor().advise(_majority_ctx(CFG, past=reverted))
+    assert proposed(weights) == {"use_class_weights": True}, weights.analysis  # weight_strategy is balanced already
     assert not {"weight_decay", "dropout_rate", "advanced_augmentation_enabled"} & set(proposed(first) | proposed(second))
+
+
+def test_a_collapsed_scratch_model_is_switched_onto_imagenet_weights_where_they_exist_offline():
+    lite = build_config({**CFG.to_dict(), "model_name": "tf_efficientnet_lite0", "sampler": "balanced"})
+    p = RuleAdvisor().advise(_majority_ctx(lite))
+    assert proposed(p) == {"use_pretrained": True} and "ImageNet weights (packaged" in p.analysis, p.analysis
+    v = validate_proposal(p, lite, IT, [400, 30, 20, 10], CLASSES)
+    assert not v.rejected and v.new_config.use_pretrained and v.changes[0]["apply"] == "restart"
+    on = build_config({**lite.to_dict(), "use_pretrained": True})
+    assert set(proposed(RuleAdvisor().advise(_majority_ctx(on)))) == {"learning_rate"}
+    off = validate_proposal(Proposal(analysis="x", changes=[ProposedChange(key="use_pretrained", value=False)]),
+                            on, IT, [400, 30, 20, 10], CLASSES)
+    assert "can only be switched on" in off.rejected[0]["reason"]
+    scratch = validate_proposal(Proposal(analysis="x", changes=[ProposedChange(key="use_pretrained", value=True)]),
+                                CFG, IT, [400, 30, 20, 10], CLASSES)
+    assert "no ImageNet weights for mobilenetv3_small_100" in scratch.rejected[0]["reason"]
 
 
 def test_a_reverted_imbalance_remedy_comes_back_when_minority_recall_stays_at_zero():

@@ -84,6 +84,26 @@ def test_schedule_warm_restart_keeps_the_optimizer_state(tiny_cfg, tmp_path):
     assert any(g["weight_decay"] == 0.02 for g in t.optimizer.param_groups)
 
 
+def test_a_switch_onto_imagenet_weights_is_a_warm_restart_that_rolls_back(tiny_cfg, tmp_path):
+    from trainpilot.models import build_model
+
+    t, _ = build_trainer({**tiny_cfg, "model_name": "tf_efficientnet_lite0", "image_size": 32}, runs_dir=tmp_path)
+    t.run.create()
+    t.train_one_epoch(1)
+    t.epoch = 1
+    snap, scratch = t.snapshot(), t.model.conv_stem.weight.detach().clone()
+    result = t.apply_changes({"use_pretrained": True})
+    donor, info = build_model(build_config({"model_name": "tf_efficientnet_lite0", "use_pretrained": True}), 3)
+    assert torch.equal(t.model.conv_stem.weight, donor.conv_stem.weight) and not t.optimizer.state
+    assert result.restart == ["use_pretrained"] and "packaged ImageNet weights" in " ".join(result.notes)
+    assert t.model_info["weights"].startswith("packaged") and float(t.augment.mean.flatten()[0]) == pytest.approx(127.5)
+    assert torch.equal(t.ema.module.conv_stem.weight, donor.conv_stem.weight)
+    t.train_one_epoch(2)
+    t.restore(snap)
+    assert torch.equal(t.model.conv_stem.weight, scratch) and not t.cfg.use_pretrained
+    assert t.model_info == snap["model_info"] and t.model_info["weights"] == "random init"
+
+
 def test_rollback_restores_weights_bit_for_bit(tiny_cfg, tmp_path):
     t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
     t.run.create()

@@ -94,7 +94,9 @@ class TrainConfig(_Strict):
     tensorboard_log_dir: str = _f("", "TensorBoard folder; empty means runs/<session_id>/tensorboard.")
     task_type: str = _f("classification", "Only image classification is supported.")
     optimizer: Literal[OPTIMIZERS] = _f("AdamW", "Optimizer (timm's create_optimizer_v2).", tunable="restart")
-    use_pretrained: bool = _f(False, "Start from ImageNet weights (hub cache, pretrained_path or a packaged file). (auto)")
+    use_pretrained: bool = _f(False, "Start from ImageNet weights (hub cache, pretrained_path or a packaged file); the "
+                              "controller may switch a run from scratch onto them (a warm restart). (auto)",
+                              tunable="restart")
     pretrained_path: str = _f("", "Local checkpoint to start from; its classifier head is replaced.")
     metrics: list[Literal[METRICS]] = _f(["accuracy", "macro_f1"], "Validation metrics shown in the console and TensorBoard.")
     use_tensorboard: bool = _f(True, "Write TensorBoard scalars, confusion matrices and hparams.")

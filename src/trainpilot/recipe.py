@@ -29,6 +29,7 @@ from typing import Any
 
 from trainpilot.config import TrainConfig, build_config
 from trainpilot.data.profile import ELONGATED, DataProfile
+from trainpilot.models import offline_weights
 
 DEFAULT_PRETRAINED = "tf_efficientnet_lite0"
 SAMPLER_FROM = 3.0        # class-count ratio from which the sqrt sampler is used
@@ -52,27 +53,6 @@ class Choice:
 
 def round32(x: float) -> int:
     return int(32 * round(x / 32))
-
-
-def offline_weights(model_name: str) -> str | None:
-    """Where ImageNet weights for ``model_name`` can be had without a network, or None."""
-    from trainpilot.models import packaged_weights_file, resolve_model_name
-
-    name = resolve_model_name(model_name)
-    packaged = packaged_weights_file(name)
-    if packaged is not None:
-        return f"packaged ({packaged.name})"
-    try:
-        import timm
-        from huggingface_hub import try_to_load_from_cache
-
-        hub_id = (timm.models.get_pretrained_cfg(name) or {}).__dict__.get("hf_hub_id")
-        for file in ("model.safetensors", "pytorch_model.bin"):
-            if hub_id and isinstance(try_to_load_from_cache(hub_id.split("@")[0], file), str):
-                return "the local Hugging Face cache"
-    except Exception:  # noqa: BLE001 - an unusual timm/hub version only means "not known to be offline"
-        return None
-    return None
 
 
 def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int = 16) -> float:

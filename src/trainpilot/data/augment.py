@@ -29,10 +29,14 @@ class BatchAugment:
 
     def __init__(self, mean, std, *, size: int | None = None, enabled: bool = True, scale=(0.35, 1.0),
                  ratio=(3 / 4, 4 / 3), jitter: float = 0.2, generator: torch.Generator | None = None):
-        self.mean = torch.tensor(mean).view(1, 3, 1, 1) * 255.0
-        self.std = torch.tensor(std).view(1, 3, 1, 1) * 255.0
+        self.set_normalization(mean, std)
         self.size, self.enabled, self.scale, self.ratio, self.jitter = size, enabled, scale, ratio, jitter
         self.generator = generator or torch.Generator().manual_seed(0)
+
+    def set_normalization(self, mean, std) -> None:
+        """The model's per-channel mean and std, in [0, 1] units."""
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
 
     def normalize(self, images: torch.Tensor, dtype=torch.float32,
                   memory_format=torch.contiguous_format) -> torch.Tensor:

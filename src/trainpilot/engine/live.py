@@ -15,10 +15,10 @@ import torch
 from timm.data import Mixup
 
 from trainpilot.config import TrainConfig, build_config
-from trainpilot.data.weights import compute_class_weights
+from trainpilot.data.weights import compute_class_weights, sampled_counts
 from trainpilot.engine.loss import ClassificationLoss
 from trainpilot.engine.optim import LRSchedule, build_optimizer, set_weight_decay
-from trainpilot.models import set_dropout
+from trainpilot.models import build_model, set_dropout
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -50,10 +50,11 @@ class ApplyResult:
 
 
 def resolve_class_weights(cfg: TrainConfig, counts: list[int], classes: list[str]) -> dict[str, float] | None:
-    """The class weights the loss will use, computed from the training counts (None when off)."""
+    """The class weights the loss will use (None when off), computed from the training counts as the
+    sampler draws them: weights on top of a balancing sampler only make up what it leaves."""
     if not cfg.use_class_weights:
         return cfg.class_weights
-    return compute_class_weights(counts, classes, cfg.weight_strategy, cfg.class_weights)
+    return compute_class_weights(sampled_counts(counts, cfg.sampler), classes, cfg.weight_strategy, cfg.class_weights)
 
 
 def restart_keys(cfg: TrainConfig, changes: dict[str, Any]) -> list[str]:
@@ -87,6 +88,19 @@ class LiveChanges:
         if cfg.advanced_augmentation_enabled:
             self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.mixup_alpha, switch_prob=cfg.cutmix_prob,
                                label_smoothing=smoothing, num_classes=len(self.class_names))
+
+    def load_pretrained_weights(self: "Trainer") -> str:
+        """Switch the model onto its ImageNet weights (a new head, a fresh EMA) and their normalisation."""
+        donor, info = build_model(self.cfg, len(self.class_names))
+        self.model.load_state_dict(donor.state_dict())
+        self.set_model_info(info)
+        self.fresh_ema()
+        return f"model switched onto {info['weights']} (new classifier head, fresh optimizer and EMA)"
+
+    def set_model_info(self: "Trainer", info: dict) -> None:
+        """The model's weights source and input normalisation (they change with its weights)."""
+        self.model_info = info
+        self.augment.set_normalization(info["mean"], info["std"])
 
     def rebuild_schedule(self: "Trainer", keep_progress: bool) -> None:
         """A new schedule for the current config: continuing where the old one was, or (warm restart)
@@ -125,7 +139,9 @@ class LiveChanges:
         restart = restart_keys(old, changes)
         # a new optimizer only for a new optimizer type: a fresh Adam state takes full-size steps in every
         # coordinate at once, so a batch size or schedule change keeps the moments it has learned
-        fresh = "optimizer" in restart
+        fresh = "optimizer" in restart or "use_pretrained" in restart
+        if "use_pretrained" in restart:
+            notes.append(self.load_pretrained_weights())
         if fresh:
             self.optimizer = build_optimizer(self.model, self.cfg)
         elif "weight_decay" in changes:

@@ -46,6 +46,8 @@ class TrainerState:
         random state go on (the run continues from the restored weights)."""
         self.cfg = build_config(state["config"])
         self.model.load_state_dict(state["model"])
+        if state.get("model_info") and state["model_info"] != self.model_info:
+            self.set_model_info(state["model_info"])  # a rollback across a switch onto pretrained weights
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule = LRSchedule(self.cfg, self.steps_per_epoch(), self.cfg.num_epochs)

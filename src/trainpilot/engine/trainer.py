@@ -368,9 +368,13 @@ class Trainer(LiveChanges, TrainerState):
             raise RuntimeError("the initial weights were not kept (intelligent_training is off)")
         self._log_command("reset_weights")
         self.model.load_state_dict(self.initial_weights)
+        self.fresh_ema()
+        self.optimizer = build_optimizer(self.model, self.cfg)
+
+    def fresh_ema(self) -> None:
+        """A new EMA of the current weights (after they were replaced wholesale)."""
         if self.ema is not None:
             self.ema = SparseEma(self.model, decay=self.cfg.model_ema_decay, use_warmup=True)
-        self.optimizer = build_optimizer(self.model, self.cfg)
 
     def request_stop(self, reason: str, pruned: bool = False, _replay: bool = False) -> None:
         """Stop after this epoch; ``pruned``: a study's pruner judged the run not worth finishing."""

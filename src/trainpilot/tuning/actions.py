@@ -19,7 +19,7 @@ from typing import Any
 
 
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
-from trainpilot.data.weights import compute_class_weights
+from trainpilot.data.weights import compute_class_weights, sampled_counts
 from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schema's public names)
     MAX_REPLY_BYTES, PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, parse_llm_reply)
 
@@ -255,6 +255,15 @@ def _check_one(ch: ProposedChange, cfg: TrainConfig, it_cfg: IntelligentTraining
         if new > old * MAX_EPOCH_FACTOR:
             raise _Reject(f"num_epochs {old} -> {new} is more than x{MAX_EPOCH_FACTOR:g} per intervention "
                           f"(at most {int(old * MAX_EPOCH_FACTOR)})")
+    if key == "use_pretrained" and new != old:
+        from trainpilot.models import offline_weights
+
+        if not new:
+            raise _Reject("use_pretrained can only be switched on: ImageNet features, once trained on, cannot be unlearned")
+        if cfg.pretrained_path:
+            raise _Reject(f"the run already starts from pretrained_path {cfg.pretrained_path}")
+        if offline_weights(cfg.model_name) is None:
+            raise _Reject(f"no ImageNet weights for {cfg.model_name} are available offline")
     if not _same(new, old) and ({key, (key, change_direction(old, new))} & set(reverted)):
         raise _Reject(f"{key} {change_direction(old, new)} was reverted earlier in this run")
     return new
@@ -286,15 +295,18 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
         if not val("use_class_weights"):
             fix("use_class_weights", True, "explicit class_weights were given, so class weighting is switched on")
     weights_touched = {"use_class_weights", "weight_strategy"} & set(acc)
-    if weights_touched and val("use_class_weights"):
+    resampled = "sampler" in acc and val("use_class_weights") and val("weight_strategy") not in ("custom", "none")
+    if (weights_touched or resampled) and val("use_class_weights"):
         strategy, given = val("weight_strategy"), val("class_weights") or {}
         if strategy == "custom" and any(c not in given for c in class_names):
             for k in weights_touched:
                 rejects[k] = "weight_strategy=custom needs class_weights for every class; use 'balanced' to compute them"
         elif "class_weights" not in acc and class_names and len(train_counts) == len(class_names):
-            weights = compute_class_weights(list(train_counts), list(class_names), strategy, given)
+            sampler = val("sampler")
+            weights = compute_class_weights(sampled_counts(list(train_counts), sampler), list(class_names), strategy, given)
             counts = ", ".join(f"{c}={n}" for c, n in zip(class_names, train_counts))
-            fix("class_weights", weights, f"computed from the training counts ({counts}) with weight_strategy={strategy}")
+            drawn = "" if sampler == "shuffle" else f", as the {sampler} sampler draws them"
+            fix("class_weights", weights, f"computed from the training counts ({counts}){drawn} with weight_strategy={strategy}")
         elif "class_weights" not in acc:
             notes.append("class weights will be computed by the trainer from the training counts")
     acc_keys = {"gradient_accumulation_steps", "gradient_accumulation_enabled"} & set(acc)

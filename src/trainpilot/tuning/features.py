@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from trainpilot.config import TrainConfig
+from trainpilot.data.weights import sampled_counts
 from trainpilot.reports.data import epoch_rows as merged_rows
 from trainpilot.tuning.messages import Msg
 
@@ -157,6 +158,7 @@ class Features:
     val_loss_above_best: float = math.nan
     plateau_improvement: float = math.nan
     imbalance_ratio: float = 1.0
+    sampled_ratio: float = 1.0         # the imbalance the loss sees, after the sampler
     min_class_recall: float = math.nan
     mean_class_recall: float = math.nan
     worst_class: str | None = None
@@ -243,7 +245,7 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
         before, rec = max(finite(m[:-window]) or [-math.inf]), max(finite(m[-window:]) or [-math.inf])
         f.plateau_improvement = ((rec - before) / max(abs(before), 1e-8)
                                  if math.isfinite(before) and math.isfinite(rec) else math.nan)
-    _class_features(f, rows, counts, names)
+    _class_features(f, rows, counts, names, cfg.sampler)
     return f
 
 
@@ -295,10 +297,12 @@ def _lr_verdict(f: Features, cfg: TrainConfig) -> None:
         f.lr_evidence.append(Msg("ev.collapsed", {"ta": max(finite(ta) or [math.nan]), "va": never_va, "k": f.num_classes}))
 
 
-def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str]) -> None:
+def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str], sampler: str) -> None:
     """Per-class recall, the minority class, and whether predictions collapsed onto one class."""
     if counts and min(counts) >= 0 and max(counts) > 0:
         f.imbalance_ratio = max(counts) / max(1, min(counts))
+        drawn = sampled_counts([max(1, c) for c in counts], sampler)
+        f.sampled_ratio = max(drawn) / min(drawn)
     recalls = _recalls(rows[-1]["per_class"])
     if recalls:
         worst = min(recalls, key=recalls.get)

@@ -100,6 +100,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                            "使少数类受到重视而不主导其所在批次的梯度"),
     "why.weights_full": ("the minority class still has recall {rec:.2f} with log_inverse weights: balanced weights "
                          "({r:.3g}:1)", "使用 log_inverse 权重后少数类召回率仍为 {rec:.2f}：改用 balanced 权重（{r:.3g}:1）"),
+    "why.pretrained": ("a model trained from scratch that found no feature beyond the majority class: restart it from "
+                       "ImageNet weights ({src}), keeping the run", "从零训练的模型只学会了多数类：改用 ImageNet 预训练权重"
+                       "（{src}）热重启，运行继续"),
     "why.sampler": ("draw training images class-balanced ({s} sampling), so every batch shows the minority classes",
                     "按类别均衡地抽取训练图像（{s} 采样），让每个批次都包含少数类"),
     "why.lr_majority_down": ("the model predicts one class while the loss stalls: learning rate x{f:g}",

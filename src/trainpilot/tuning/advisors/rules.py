@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any, Callable
 
 from trainpilot.config import TrainConfig
+from trainpilot.models import offline_weights
 from trainpilot.tuning.actions import MAX_CHANGES, Proposal, ProposedChange, change_direction, tunable_spec
 from trainpilot.tuning.features import FLAT_REL, IMBALANCED, Features, typical_lr
 from trainpilot.tuning.messages import say, state_label
@@ -178,19 +179,21 @@ def _overfitting(r: _Ctx) -> list[Remedy]:
 
 
 def _class_weights(r: _Ctx) -> list[Remedy]:
-    """Loss weights for the minority classes: gentle (log_inverse) beyond 8:1, escalated to balanced."""
+    """Loss weights for the minority classes, on the imbalance the sampler leaves: gentle (log_inverse)
+    first when that is beyond 8:1 or a sampler already rebalances, then escalated to balanced."""
     cfg, f = r.cfg, r.f
-    ratio, recall = f.imbalance_ratio, f.minority_recall if math.isfinite(f.minority_recall) else f.min_class_recall
+    ratio, recall = f.sampled_ratio, f.minority_recall if math.isfinite(f.minority_recall) else f.min_class_recall
     if ratio < IMBALANCED or not recall < 0.5:
-        return []  # balanced counts: class weights would all be 1.0 and change nothing
+        return []  # balanced as drawn: class weights would all be about 1.0 and change nothing
     if f.majority_recall < f.mean_class_recall:
         return []  # the model already gives up the majority class more than the rest: more weight would trade more of it
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
         # the gentle weights did not lift the minority recall: escalate to the full ratio
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
     units: list[tuple[str, Any]] = [("use_class_weights", True)]
-    if ratio > GENTLE_WEIGHTS_ABOVE and cfg.weight_strategy in ("balanced", "inverse", "none"):
-        # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient
+    if (ratio > GENTLE_WEIGHTS_ABOVE or cfg.sampler != "shuffle") and cfg.weight_strategy in ("balanced", "inverse", "none"):
+        # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient;
+        # after a sampler, full weights would turn the whole imbalance around on the majority class
         units.append(("weight_strategy", "log_inverse"))
         return [(units, "why.weights_gentle", {"w": 1 + math.log(ratio), "r": ratio})]
     if cfg.weight_strategy == "none" or (cfg.weight_strategy == "custom" and not cfg.class_weights):
@@ -207,14 +210,14 @@ def _imbalance(r: _Ctx) -> list[Remedy]:
 
 
 def _majority(r: _Ctx) -> list[Remedy]:
-    """Escalate, one step per analysis: balanced sampling, stronger loss weights, then the lr."""
+    """Escalate, one step per analysis: balanced sampling (or, where that was reverted, balanced loss
+    weights), ImageNet weights for a model trained from scratch, then the lr."""
     cfg, f = r.cfg, r.f
-    out: list[Remedy] = []
-    if cfg.sampler != "balanced":
-        out.append(([("sampler", "balanced")], "why.sampler", {"s": "balanced"}))
-    elif not cfg.use_class_weights or cfg.weight_strategy != "balanced":
-        out += [([("use_class_weights", True), ("weight_strategy", "balanced")], "why.weights",
-                 {"s": "balanced"})]
+    out: list[Remedy] = [([("sampler", "balanced")], "why.sampler", {"s": "balanced"})]
+    if cfg.sampler != "balanced":  # after a balanced sampler, balanced weights would all be 1.0
+        out.append(([("use_class_weights", True), ("weight_strategy", "balanced")], "why.weights", {"s": "balanced"}))
+    if not cfg.use_pretrained and not cfg.pretrained_path and (source := offline_weights(cfg.model_name)):
+        out.append(([("use_pretrained", True)], "why.pretrained", {"src": source}))
     if f.lr_verdict == "too_high":
         out += _lr_down(r, "why.lr_majority_down")
     else:
