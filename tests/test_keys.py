@@ -99,6 +99,14 @@ def test_loss_keys(tiny_cfg, tmp_path):
     assert off.loss_fn.label_smoothing == 0.0 and off.loss_fn.class_weights is None
     logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     assert not torch.isclose(t.loss_fn(logits, y), off.loss_fn(logits, y))
+    # weights are taken on the counts as the sampler draws them: a balanced sampler leaves nothing to weight
+    from trainpilot.engine.live import resolve_class_weights
+
+    names, counts = ["a", "b", "c"], [400, 100, 25]
+    w = {s: resolve_class_weights(build_config({"use_class_weights": True, "weight_strategy": "balanced", "sampler": s}),
+                                  counts, names) for s in ("shuffle", "sqrt", "balanced")}
+    assert w["shuffle"]["c"] / w["shuffle"]["a"] == pytest.approx(16) and w["sqrt"]["c"] / w["sqrt"]["a"] == pytest.approx(4)
+    assert list(w["balanced"].values()) == pytest.approx([1.0] * 3)
 
 
 @covers("advanced_augmentation_enabled", "mixup_alpha", "cutmix_prob", "use_augmentation")

@@ -101,7 +101,7 @@ class TrainConfig(_Strict):
     metrics: list[Literal[METRICS]] = _f(["accuracy", "macro_f1"], "Validation metrics shown in the console and TensorBoard.")
     use_tensorboard: bool = _f(True, "Write TensorBoard scalars, confusion matrices and hparams.")
     model_note: str = _f("", "Free text stored with the run and its checkpoints.")
-    use_class_weights: bool = _f(False, "Weight the loss by class, computed from training counts. (auto)", tunable="live")
+    use_class_weights: bool = _f(False, "Weight the loss by class, computed from the training counts as the sampler draws them (so sampler and weights balance once). (auto)", tunable="live")
     weight_strategy: Literal["balanced", "inverse", "log_inverse", "custom", "none"] = _f(
         "balanced", "How class weights are computed; custom takes class_weights as given. (auto)", tunable="live")
     weight_decay: float = _f(0.05, "Weight decay (decoupled for AdamW).", ge=0.0, le=10.0, tunable="live")
