@@ -17,7 +17,8 @@ from trainpilot.tuning.messages import state_label
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
 SHORT_KEYS = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "smoothing", "dropout_rate": "dropout",
               "use_class_weights": "class weights", "advanced_augmentation_enabled": "mixup", "num_epochs": "epochs",
-              "batch_size": "batch", "gradient_clipping": "clipping", "model_ema_decay": "EMA decay"}
+              "batch_size": "batch", "gradient_clipping": "clipping", "model_ema_decay": "EMA decay",
+              "use_pretrained": "ImageNet weights"}
 DRAWN = ("proposed", "approved", "applied", "kept", "reverted")
 PENDING = ("proposed", "approved", "applied")
 OUTCOME_WORDS = {"en": {"kept": "kept", "reverted": "reverted", "proposed": "awaiting approval", "approved": "evaluating",
