@@ -119,6 +119,8 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     full = validate_proposal(RuleAdvisor().advise(ctx("imbalance", cfg=v.new_config)), v.new_config, IT, counts, CLASSES)
     w = full.new_config.class_weights
     assert [n * w[c] for n, c in zip(drawn, CLASSES)] == pytest.approx([sum(counts) / 4] * 4, rel=1e-3)
+    # and from full weights there is no step back down to the gentle ones
+    assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=full.new_config)))
     # a balanced sampler leaves no imbalance for weights to fix
     balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
     assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=balanced)))

@@ -190,6 +190,8 @@ def _class_weights(r: _Ctx) -> list[Remedy]:
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
         # the gentle weights did not lift the minority recall: escalate to the full ratio
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
+    if cfg.use_class_weights and cfg.weight_strategy in ("balanced", "inverse"):
+        return []  # full weights already: never back down to gentler ones for lagging recall
     units: list[tuple[str, Any]] = [("use_class_weights", True)]
     if (ratio > GENTLE_WEIGHTS_ABOVE or cfg.sampler != "shuffle") and cfg.weight_strategy in ("balanced", "inverse", "none"):
         # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient;
