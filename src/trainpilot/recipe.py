@@ -76,22 +76,22 @@ def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int =
     return min(times[1:]) / batch
 
 
-def _size_within_budget(model: str, k: int, size: int, lo: int, cfg: TrainConfig, p: DataProfile, epochs: int) -> int:
-    """The largest input size (a multiple of 32, at least ``lo``) at which ``epochs`` epochs fit the time budget."""
+def _size_within_budget(model: str, k: int, size: int, lo: int, cfg: TrainConfig, p: DataProfile,
+                        epochs: int) -> tuple[int, float]:
+    """The largest input size (a multiple of 32, at least ``lo``) at which ``epochs`` epochs fit the time
+    budget, and the estimated seconds per epoch there (nan where the probe does not apply)."""
     if cfg.device not in ("auto", "cpu"):
-        return size  # the probe times the CPU; on an accelerator the size is not the bottleneck
+        return size, math.nan  # the probe times the CPU; on an accelerator the size is not the bottleneck
     import torch
 
     if cfg.device == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
-        return size
+        return size, math.nan
     per_image = seconds_per_image(model, k, lo) * TRAIN_STEP_OVERHEAD
     budget = cfg.time_budget_minutes * 60 * 0.9  # some room for evaluation and checkpoints
-    while size > lo:
-        scale = (size / lo) ** 2
-        if epochs * (p.images + p.val_images / 3) * per_image * scale <= budget:  # evaluation: no backward
-            break
+    epoch_s = lambda px: (p.images + p.val_images / 3) * per_image * (px / lo) ** 2  # noqa: E731 - eval: no backward
+    while size > lo and epochs * epoch_s(size) > budget:
         size -= 32
-    return max(lo, size)
+    return max(lo, size), epoch_s(max(lo, size))
 
 
 def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[Choice]:
@@ -142,10 +142,12 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
         if cfg.time_budget_minutes > 0 and size > lo:
             model = dict((c.key, c.value) for c in out).get("model_name", cfg.model_name)
             n_epochs = cfg.num_epochs if not free("num_epochs") else epochs
-            fit = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile, min(n_epochs, EPOCH_RANGE[0]))
+            fit, epoch_s = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile,
+                                               min(n_epochs, EPOCH_RANGE[0]))
             if fit < size:
                 why += (f"; {fit} px instead, so that {min(n_epochs, EPOCH_RANGE[0])} epochs fit in "
-                        f"time_budget_minutes={cfg.time_budget_minutes:g} at the speed measured here")
+                        f"time_budget_minutes={cfg.time_budget_minutes:g} (about {epoch_s:.0f} s per epoch there, "
+                        f"timed on this machine)")
                 size = fit
         out.append(Choice("image_size", size, why))
 
