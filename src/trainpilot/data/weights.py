@@ -51,7 +51,7 @@ SAMPLER_POWER = {"shuffle": 1.0, "sqrt": 0.5, "balanced": 0.0}  # a class is dra
 def sampled_counts(counts: list[int], sampler: str) -> list[float]:
     """Images of each class the loss sees per epoch under ``sampler`` (same epoch length as ``counts``)."""
     power = SAMPLER_POWER[sampler]
-    drawn = [max(1, c) ** power if c > 0 else 0.0 for c in counts]
+    drawn = [c ** power if c > 0 else 0.0 for c in counts]
     total, scale = sum(counts), sum(drawn)
     return [round(d * total / scale, 3) if scale else 0.0 for d in drawn]
 
