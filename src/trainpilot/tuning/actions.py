@@ -295,7 +295,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
         if not val("use_class_weights"):
             fix("use_class_weights", True, "explicit class_weights were given, so class weighting is switched on")
     weights_touched = {"use_class_weights", "weight_strategy"} & set(acc)
-    resampled = "sampler" in acc and val("use_class_weights") and val("weight_strategy") not in ("custom", "none")
+    resampled = "sampler" in acc and val("weight_strategy") not in ("custom", "none")  # the same weights, redrawn
     if (weights_touched or resampled) and val("use_class_weights"):
         strategy, given = val("weight_strategy"), val("class_weights") or {}
         if strategy == "custom" and any(c not in given for c in class_names):
