@@ -121,6 +121,10 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     assert [n * w[c] for n, c in zip(drawn, CLASSES)] == pytest.approx([sum(counts) / 4] * 4, rel=1e-3)
     # and from full weights there is no step back down to the gentle ones
     assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=full.new_config)))
+    # a new sampler under weights that are on recomputes them for the new draws
+    resampled = validate_proposal(Proposal(analysis="x", changes=[ProposedChange(key="sampler", value="balanced")]),
+                                  full.new_config, IT, counts, CLASSES)
+    assert list(resampled.new_config.class_weights.values()) == pytest.approx([1.0] * 4)
     # a balanced sampler leaves no imbalance for weights to fix
     balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
     assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=balanced)))
