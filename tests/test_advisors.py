@@ -103,9 +103,22 @@ def test_gentle_class_weights_escalate_to_balanced_when_the_minority_recall_stay
 def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     """With sqrt sampling the 12.5:1 counts reach the loss as 3.5:1: the gentle weights are taken on that,
     so sampling and weights together never turn the imbalance around on the majority class."""
+    from test_diagnosis import make_history
+
     sqrt = build_config({**CFG.to_dict(), "sampler": "sqrt"})
     counts = [500, 480, 450, 40]
-    p = RuleAdvisor().advise(ctx("imbalance", cfg=sqrt))
+    # the sampler already rebalances: a minority recall that is low but rising gets no weights on top
+    assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=sqrt)))
+    # the minority class unfound for a whole imbalance window (4 epochs) is evidence the sampler is not enough
+    stuck = make_history([1.2, 0.9, 0.7, 0.55, 0.45], [1.1, 0.9, 0.75, 0.65, 0.58], [0.5, 0.65, 0.75, 0.82, 0.86],
+                         [0.55, 0.68, 0.76, 0.8, 0.83], recalls=[[0.6, 0.6, 0.6, 0.1]] + [[0.95, 0.92, 0.9, 0.0]] * 4)
+
+    def advise(cfg, history=stuck):
+        return RuleAdvisor().advise(AdvisorContext(cfg=cfg, it_cfg=IT, history=history, train_counts=counts,
+                                                   diagnosis=diagnose(history, cfg, counts), class_names=CLASSES))
+
+    assert not proposed(advise(sqrt, stuck[:-2]))  # three epochs at 0 are not yet a window
+    p = advise(sqrt)
     assert proposed(p) == {"use_class_weights": True, "weight_strategy": "log_inverse"}, p.analysis
     assert "rather than the 3.54:1 of balanced weights" in p.analysis, p.analysis
     v = validate_proposal(p, sqrt, IT, counts, CLASSES)
@@ -116,11 +129,12 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     pull = [n * w[c] for n, c in zip(drawn, CLASSES)]
     assert pull[0] > pull[3] > counts[3] / counts[0] * pull[0]
     # escalated to balanced on top of sqrt: balanced in total, not 3.5x the other way
-    full = validate_proposal(RuleAdvisor().advise(ctx("imbalance", cfg=v.new_config)), v.new_config, IT, counts, CLASSES)
+    assert not proposed(advise(v.new_config, SCENARIOS["imbalance"]))  # not while the minority recall moves
+    full = validate_proposal(advise(v.new_config), v.new_config, IT, counts, CLASSES)
     w = full.new_config.class_weights
     assert [n * w[c] for n, c in zip(drawn, CLASSES)] == pytest.approx([sum(counts) / 4] * 4, rel=1e-3)
     # and from full weights there is no step back down to the gentle ones
-    assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=full.new_config)))
+    assert not proposed(advise(full.new_config))
     # a new sampler under weights that are on recomputes them for the new draws
     resampled = validate_proposal(Proposal(analysis="x", changes=[ProposedChange(key="sampler", value="balanced")]),
                                   full.new_config, IT, counts, CLASSES)

@@ -180,13 +180,19 @@ def _overfitting(r: _Ctx) -> list[Remedy]:
 
 def _class_weights(r: _Ctx) -> list[Remedy]:
     """Loss weights for the minority classes, on the imbalance the sampler leaves: gentle (log_inverse)
-    first when that is beyond 8:1 or a sampler already rebalances, then escalated to balanced."""
+    first when that is beyond 8:1 or a sampler already rebalances, then escalated to balanced. After a
+    rebalancing sampler, each step waits for the minority class to stay at recall 0 for a whole window."""
     cfg, f = r.cfg, r.f
     ratio, recall = f.sampled_ratio, f.minority_recall if math.isfinite(f.minority_recall) else f.min_class_recall
     if ratio < IMBALANCED or not recall < 0.5:
         return []  # balanced as drawn: class weights would all be about 1.0 and change nothing
     if f.majority_recall < f.mean_class_recall:
         return []  # the model already gives up the majority class more than the rest: more weight would trade more of it
+    if cfg.sampler != "shuffle" and f.minority_zero_epochs < r.ctx.it_cfg.imbalance_evaluation_window:
+        # a sampler already rebalances what the loss sees; weights on top trade majority-class precision for
+        # minority recall twice over. Add them only once the minority class has stayed unfound for as long as a
+        # remedy is given to work, rather than for a recall that is merely still low.
+        return []
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
         # the gentle weights did not lift the minority recall: escalate to the full ratio
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
