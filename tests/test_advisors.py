@@ -297,12 +297,12 @@ def test_create_advisor(monkeypatch):
     assert build_messages(ctx("healthy"))[0]["role"] == "system"
 
 
-def _majority_ctx(cfg, past=(), epochs=6):
+def _majority_ctx(cfg, past=(), epochs=6, lang="en"):
     from test_diagnosis import _collapsed_history
 
     history, counts = _collapsed_history(epochs), [400, 30, 20, 10]
     return AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, counts),
-                          class_names=CLASSES, train_counts=counts, past_interventions=list(past))
+                          class_names=CLASSES, train_counts=counts, past_interventions=list(past), language=lang)
 
 
 def test_majority_collapse_remedies_escalate_one_step_at_a_time():
@@ -316,6 +316,19 @@ def test_majority_collapse_remedies_escalate_one_step_at_a_time():
     weights = RuleAdvisor().advise(_majority_ctx(CFG, past=reverted))
     assert proposed(weights) == {"use_class_weights": True}, weights.analysis  # weight_strategy is balanced already
     assert not {"weight_decay", "dropout_rate", "advanced_augmentation_enabled"} & set(proposed(first) | proposed(second))
+
+
+def test_a_class_balance_remedy_is_never_bundled_with_another_change():
+    """A collapse on a plateau under StepLR: the sampler is proposed alone and the plateau's lr cut waits, so
+    the two are judged apart (a bad lr change would otherwise roll the sampler back with it)."""
+    p = RuleAdvisor().advise(_majority_ctx(CFG_STEP))
+    assert proposed(p) == {"sampler": "balanced"}, p.analysis
+    assert "learning_rate: judged on its own, after the class-balance change" in p.analysis, p.analysis
+    zh = RuleAdvisor().advise(_majority_ctx(CFG_STEP, lang="zh"))
+    assert proposed(zh) == {"sampler": "balanced"} and "类别平衡措施不与其他变更一同评估" in zh.analysis
+    # once the balance step is in place the plateau's own remedy is proposed
+    balanced = build_config({**CFG_STEP.to_dict(), "sampler": "balanced"})
+    assert "learning_rate" in proposed(RuleAdvisor().advise(_majority_ctx(balanced)))
 
 
 def test_a_collapsed_scratch_model_is_switched_onto_imagenet_weights_where_they_exist_offline():

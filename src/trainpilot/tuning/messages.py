@@ -119,6 +119,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "txt.none": ("no changes", "无变更"),
     "txt.reverted": ("reverted earlier in this run", "本次训练中曾被回滚"),
     "txt.retry": ("reverted at epoch {e}, tried again: the evidence has grown since", "第 {e} 轮曾被回滚，现证据更充分，再次尝试"),
+    "txt.apart": ("{keys}: judged on its own, after the {kind} change (a class-balance remedy and any other change "
+                  "are not judged together)", "{keys}：待{kind}变更评估后再单独尝试（类别平衡措施不与其他变更一同评估）"),
+    "txt.kind_balance": ("class-balance", "类别平衡"),
+    "txt.kind_other": ("other", "其他"),
     "txt.healthy": ("Training looks healthy; no changes proposed.", "训练状态健康，不建议修改。"),
     "txt.exhausted": ("every standard remedy for these findings was tried and reverted earlier; no changes proposed.",
                       "针对这些问题的标准措施此前均已尝试并被回滚，本次不建议修改。"),
