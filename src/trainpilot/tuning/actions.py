@@ -25,6 +25,8 @@ from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schem
 
 MAX_CHANGES = 6            # changes considered per proposal
 MAX_EPOCH_FACTOR = 2.0     # num_epochs may at most double per intervention
+# class-balance keys: the controller judges them over a longer window; the rules never bundle them with others
+IMBALANCE_KEYS = ("sampler", "use_class_weights", "weight_strategy", "class_weights")
 _ALIASES = {"lr": "learning_rate", "epochs": "num_epochs", "wd": "weight_decay", "dropout": "dropout_rate"}
 
 

@@ -39,9 +39,9 @@ from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
-from trainpilot.tuning.actions import Proposal, validate_proposal
+from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
-from trainpilot.tuning.advisors.rules import IMBALANCE_KEYS, blocked_changes
+from trainpilot.tuning.advisors.rules import blocked_changes
 from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from trainpilot.config import TrainConfig
 from trainpilot.models import offline_weights
-from trainpilot.tuning.actions import MAX_CHANGES, Proposal, ProposedChange, change_direction, tunable_spec
+from trainpilot.tuning.actions import (IMBALANCE_KEYS, MAX_CHANGES, Proposal, ProposedChange, change_direction,
+                                       tunable_spec)
 from trainpilot.tuning.features import FLAT_REL, IMBALANCED, Features, typical_lr
 from trainpilot.tuning.messages import say, state_label
 
@@ -30,7 +31,6 @@ QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "m
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
 STEP_DECAY = ("StepLR", "MultiStepLR", "ExponentialLR")
 REVERTED_STATUSES = ("reverted", "rolled_back")
-IMBALANCE_KEYS = ("sampler", "use_class_weights", "weight_strategy", "class_weights")
 # Above this count ratio, class weights use log_inverse: balanced weights (count ratio : 1) let a few
 # minority images dominate each batch's gradient and over-predict the minority class.
 GENTLE_WEIGHTS_ABOVE = 8.0
