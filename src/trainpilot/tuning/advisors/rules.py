@@ -275,7 +275,7 @@ class RuleAdvisor(Advisor):
                     continue
                 dirs = [(k, change_direction(getattr(ctx.cfg, k), v)) for k, v in todo]
                 balance = {k in IMBALANCE_KEYS for k, _ in todo} | {k in IMBALANCE_KEYS for k in chosen}
-                if len(balance) > 1:
+                if chosen and len(balance) > 1:
                     # a class-balance remedy is judged over a longer window and on minority recall: bundled
                     # with an lr or regularisation change, one bad half would roll back the other
                     kind = "txt.kind_balance" if any(k in IMBALANCE_KEYS for k in chosen) else "txt.kind_other"
