@@ -23,11 +23,11 @@ IT = IntelligentTrainingConfig()
 SECRET = "sk-test-0123456789abcdef"
 
 
-def ctx(name, *, past=(), lang="en", cfg=None):
+def ctx(name, *, past=(), lang="en", cfg=None, history=None):
     # a plateau under a cosine schedule gets no lr cut (the schedule already lowers it); StepLR shows the remedy
     cfg = cfg or (CFG_STEP if name == "plateau" else CFG)
     counts = [500, 480, 450, 40] if name == "imbalance" else COUNTS
-    history = SCENARIOS[name]
+    history = history or SCENARIOS[name]
     return AdvisorContext(cfg=cfg, it_cfg=IT, history=history, diagnosis=diagnose(history, cfg, counts),
                           class_names=CLASSES, train_counts=counts, past_interventions=list(past), language=lang)
 
@@ -114,8 +114,7 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
                          [0.55, 0.68, 0.76, 0.8, 0.83], recalls=[[0.6, 0.6, 0.6, 0.1]] + [[0.95, 0.92, 0.9, 0.0]] * 4)
 
     def advise(cfg, history=stuck):
-        return RuleAdvisor().advise(AdvisorContext(cfg=cfg, it_cfg=IT, history=history, train_counts=counts,
-                                                   diagnosis=diagnose(history, cfg, counts), class_names=CLASSES))
+        return RuleAdvisor().advise(ctx("imbalance", cfg=cfg, history=history))
 
     assert not proposed(advise(sqrt, stuck[:-2]))  # three epochs at 0 are not yet a window
     p = advise(sqrt)

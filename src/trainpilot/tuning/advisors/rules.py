@@ -274,12 +274,12 @@ class RuleAdvisor(Advisor):
                     taken += any(k in chosen for k, _ in units)
                     continue
                 dirs = [(k, change_direction(getattr(ctx.cfg, k), v)) for k, v in todo]
-                balance = {k in IMBALANCE_KEYS for k, _ in todo} | {k in IMBALANCE_KEYS for k in chosen}
-                if chosen and len(balance) > 1:
+                balance = any(k in IMBALANCE_KEYS for k in chosen)
+                if chosen and any((k in IMBALANCE_KEYS) != balance for k, _ in todo):
                     # a class-balance remedy is judged over a longer window and on minority recall: bundled
                     # with an lr or regularisation change, one bad half would roll back the other
-                    kind = "txt.kind_balance" if any(k in IMBALANCE_KEYS for k in chosen) else "txt.kind_other"
-                    skipped.append(say("txt.apart", lang, keys=", ".join(k for k, _ in todo), kind=say(kind, lang)))
+                    kind = say("txt.kind_balance" if balance else "txt.kind_other", lang)
+                    skipped.append(say("txt.apart", lang, keys=", ".join(k for k, _ in todo), kind=kind))
                     taken += 1
                     continue
                 hit = [f"{k} {d}" for k, d in dirs if (k, d) in blocked]
