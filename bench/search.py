@@ -13,7 +13,7 @@ fits a session on a CPU), over several seeds, compares:
 Every study selects its best trial on validation macro-F1; the table reports that trial's test
 macro-F1 (mean, spread) and wins/ties/losses against tpe (a tie is within 0.005).
 
-    python bench/search.py [--seeds 3] [--budget 24] [--trial-epochs 4] [--only xsdd]
+    python bench/search.py [--seeds 3] [--budget 24] [--trial-epochs 4] [--only xsdd] [--methods tpe,tune]
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
     ap.add_argument("--trial-epochs", type=int, default=4)
-    ap.add_argument("--only", default="")
+    ap.add_argument("--only", default="", help="one dataset: xsdd or neu-cls")
+    ap.add_argument("--methods", default="", help="comma-separated subset, e.g. tpe,tune (default: all)")
     ap.add_argument("--memory-check", action="store_true", help="only the experience-memory comparison")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
@@ -127,6 +128,8 @@ def main() -> None:
     methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
                ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),
                ("tune/3", ("tpe", "median", True, 3))]
+    if args.methods:
+        methods = [m for m in methods if m[0] in args.methods.split(",")]
     for ds, per_class in sets.items():
         if args.only and ds != args.only:
             continue
@@ -148,9 +151,10 @@ def main() -> None:
                       flush=True)
         print(f"\n{ds}: {args.seeds} seeds, {args.budget} training epochs per method (tune/3: a third)")
         print(f"{'method':10s} {'mean':>7s} {'sd':>6s}  vs tpe (w/t/l)")
+        tpe = scores.get("tpe") or []
         for method, vals in scores.items():
-            w = sum(a > b + 0.005 for a, b in zip(vals, scores["tpe"]))
-            lo = sum(a < b - 0.005 for a, b in zip(vals, scores["tpe"]))
+            w = sum(a > b + 0.005 for a, b in zip(vals, tpe))
+            lo = sum(a < b - 0.005 for a, b in zip(vals, tpe))
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             print(f"{method:10s} {statistics.mean(vals):7.4f} {sd:6.4f}  {w}/{len(vals) - w - lo}/{lo}")
 

@@ -219,6 +219,29 @@ def test_the_epoch_right_after_a_controller_change_is_not_a_pruning_point():
     assert stops and stops[0][1] is True and hook.pruned_at == 5
 
 
+@pytest.mark.parametrize("name", ["median", "hyperband"])
+def test_no_trial_is_pruned_before_half_its_epochs(name):
+    from trainpilot.search.study import make_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, trial_epochs=8))
+    for _ in range(3):  # good trials that ran to the end
+        trial = study.ask()
+        for step in range(1, 9):
+            trial.report(0.9, step)
+        study.tell(trial, 0.9)
+    trial = study.ask()
+    pruned_at = None
+    for step in range(1, 9):
+        trial.report(0.1, step)
+        if trial.should_prune():
+            pruned_at = step
+            break
+    if name == "median":
+        assert pruned_at == 4  # a far worse trial: judged (and pruned) at half its 8 epochs, not before
+    else:  # hyperband's brackets decide whether this trial has a rung at all; none comes before epoch 4
+        assert pruned_at is None or pruned_at >= 4
+
+
 # -- the hybrid sampler -------------------------------------------------------------------------------------
 
 def test_hybrid_falls_back_to_the_base_sampler_when_the_llm_is_unreachable(tiny_data, tmp_path, monkeypatch):

@@ -60,14 +60,21 @@ class StudySpec:
         return Path(self.dir)
 
     @property
+    def trial_epochs(self) -> int:
+        """The epochs of one trial: the fixed num_epochs, or the lowest a searched num_epochs may take."""
+        from trainpilot.config import load_config
+
+        searched = self.space.get("num_epochs")
+        if searched:
+            return int(searched["low"] if "low" in searched else min(searched["choices"]))
+        return load_config(self.config, self.overrides).num_epochs  # the recipe's own choice when not fixed
+
+    @property
     def expected_trials(self) -> int:
         """``n_trials``, or with an epoch budget, about how many trials of the fixed length fit in it."""
         if not self.epoch_budget:
             return self.n_trials
-        from trainpilot.config import load_config
-
-        per_trial = load_config(self.config, self.overrides).num_epochs  # the recipe's own choice when not fixed
-        return min(self.n_trials, max(1, self.epoch_budget // max(1, per_trial)))
+        return min(self.n_trials, max(1, self.epoch_budget // max(1, self.trial_epochs)))
 
     def save(self) -> None:
         data = asdict(self)
@@ -100,11 +107,14 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
     raise ConfigError(f"--sampler '{name}' is not one of: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, trial_epochs: int = 0) -> optuna.pruners.BasePruner:
+    """No trial is judged before half its ``trial_epochs`` (at least epoch 2): under a warmup and a
+    decaying lr, the early curves of trials with different lrs cross, so an early rank is mostly noise."""
+    first = max(2, trial_epochs // 2)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=first)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=2)
+        return optuna.pruners.HyperbandPruner(min_resource=first)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"--pruner '{name}' is not one of: {', '.join(PRUNERS)}")
@@ -114,7 +124,7 @@ def open_study(spec: StudySpec, worker: int = 0) -> optuna.Study:
     storage, _ = open_storage(spec.storage, spec.path)
     return optuna.create_study(study_name=spec.name, storage=storage, direction="maximize", load_if_exists=True,
                                sampler=make_sampler(spec.sampler, spec.seed + worker, spec.expected_trials),
-                               pruner=make_pruner(spec.pruner))
+                               pruner=make_pruner(spec.pruner, spec.trial_epochs))
 
 
 def memories(spec: StudySpec) -> list[Memory]:
