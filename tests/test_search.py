@@ -325,6 +325,49 @@ def test_hybrid_enqueues_only_validated_changes_inside_the_space(tiny_run):
     assert not propose(study, space, Fixed(), log.append, 0.5)  # one is waiting: no second proposal on top
 
 
+def test_hybrid_starts_a_trial_from_what_the_best_trials_controller_kept(tiny_run, tmp_path):
+    import shutil
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from trainpilot.search.hybrid import propose
+    from trainpilot.search.space import space_from_dict
+    from trainpilot.tuning.advisors.base import Advisor
+    from trainpilot.tuning.proposals import Proposal
+
+    class Healthy(Advisor):
+        name = "rules"
+
+        def advise(self, context):
+            return Proposal(analysis="nothing to fix")
+
+    run_dir = shutil.copytree(tiny_run.dir, tmp_path / "best")
+    with open(run_dir / "adjustments.jsonl", "a", encoding="utf-8") as f:
+        for rec in ({"adj_id": "a", "epoch": 2, "status": "kept", "changes": [{"key": "dropout_rate", "old": 0.1, "new": 0.3}]},
+                    {"adj_id": "b", "epoch": 4, "status": "reverted",
+                     "changes": [{"key": "learning_rate", "old": 0.001, "new": 0.004}]},
+                    {"adj_id": "c", "epoch": 6, "status": "kept", "changes": [{"key": "weight_decay", "old": 0.05, "new": 0.1}]}):
+            f.write(json.dumps(rec) + "\n")
+    dists = {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True), "dropout_rate": FloatDistribution(0.0, 0.5)}
+    study = optuna.create_study(direction="maximize")
+    for number, value in ((0, 0.6), (1, 0.4)):
+        study.add_trial(create_trial(params={"learning_rate": 0.001, "dropout_rate": 0.1}, distributions=dists,
+                                     value=value, user_attrs={"run_dir": str(run_dir if number == 0 else tiny_run.dir)}))
+    log: list[str] = []
+    assert propose(study, space_from_dict(SPACE), Healthy(), log.append, 0.5)
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    # the kept dropout change, from epoch 1; not the reverted lr, not weight decay (outside this space)
+    assert queued.system_attrs["fixed_params"] == {"learning_rate": 0.001, "dropout_rate": 0.3}
+    assert queued.user_attrs["proposed_by"] == "controller" and "kept dropout_rate=0.3" in log[-1]
+    trial = study.ask()
+    assert suggest(trial, space_from_dict(SPACE)) == {"learning_rate": 0.001, "dropout_rate": 0.3}
+    study.tell(trial, 0.5)
+    log.clear()
+    assert not propose(study, space_from_dict(SPACE), Healthy(), log.append, 0.9)  # once: it was tried
+    assert "already tried" in log[-1]
+
+
 def test_the_memory_warm_starts_a_study_from_the_nearest_dataset(tmp_path):
     from trainpilot.search.memory import Memory
     from trainpilot.search.study import StudySpec, warm_start

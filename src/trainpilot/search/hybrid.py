@@ -5,9 +5,13 @@ least two trials have finished, the advisor (the rule engine, or the LLM when th
 names one) reads the best finished trial's run (its whole history and diagnosis) and the study's
 history, and proposes changes. They pass through the same action schema and bounds as in-run
 changes (:func:`~trainpilot.tuning.actions.validate_proposal`), are clipped to the search space, and
-the best trial's params with them are enqueued (``study.enqueue_trial``). When the advisor has
-nothing usable, or the LLM cannot be reached, the round falls back to the base sampler, and the
-study log says so.
+the best trial's params with them are enqueued (``study.enqueue_trial``).
+
+When the advisor has nothing to fix in the best trial (a healthy run), what that trial's own
+controller changed and kept is the study's evidence: the best trial's params with its kept in-run
+changes applied from epoch 1 are enqueued instead (``proposed_by: "controller"``), once. When
+neither gives anything new inside the space, or the LLM cannot be reached, the round falls back to
+the base sampler, and the study log says so.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ def _study_history(trials) -> list[dict]:
         out.append({"epoch": f"trial {t.number}", "changes": changes, "status": t.state.name.lower(),
                     "outcome": {"value": t.value, "diagnosis": t.user_attrs.get("diagnosis")}})
     return out
+
+
+def kept_changes(adjustments: list[dict]) -> dict:
+    """``{key: value}`` of the changes a run's controller made and kept, later ones winning."""
+    out: dict = {}
+    for a in adjustments:
+        if a.get("status") == "kept":
+            out.update({c["key"]: c.get("new") for c in a.get("changes") or [] if isinstance(c, dict) and "key" in c})
+    return out
+
+
+def _enqueue(study, trials, params: dict, attrs: dict, log: Callable[[str], None], what: str) -> bool:
+    if any(t.params == params for t in trials):
+        log("hybrid: the proposal was already tried; this round uses the base sampler")
+        return False
+    study.enqueue_trial(params, user_attrs=attrs)
+    log(f"hybrid: {what}")
+    return True
+
+
+def _shown(updates: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in updates.items())
 
 
 def propose(study, space: dict[str, Param], advisor, log: Callable[[str], None], share: float) -> bool:
@@ -63,17 +89,20 @@ def propose(study, space: dict[str, Param], advisor, log: Callable[[str], None],
         return False
     validated = validate_proposal(proposal, cfg, train_counts=run.train_counts, class_names=run.classes)
     updates = contains(space, validated.updates)
-    if not updates:
-        rejected = "; ".join(f"{r['key']}: {r['reason']}" for r in validated.rejected[:3])
-        log(f"hybrid: {advisor.name} proposed nothing inside the search space for trial {best.number} "
-            f"({diagnosis.primary}{'; rejected ' + rejected if rejected else ''}); this round uses the base sampler")
-        return False
-    params = {**best.params, **updates}
-    if any(t.params == params for t in trials):
-        log("hybrid: the proposal was already tried; this round uses the base sampler")
-        return False
-    study.enqueue_trial(params, user_attrs={"proposed_by": advisor.name, "proposed_from": best.number,
-                                            "proposal": proposal.analysis[:2000]})
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in updates.items())
-    log(f"hybrid: {advisor.name} proposes trial {best.number}'s params with {shown} ({diagnosis.primary})")
-    return True
+    if updates:
+        return _enqueue(study, trials, {**best.params, **updates},
+                        {"proposed_by": advisor.name, "proposed_from": best.number, "proposal": proposal.analysis[:2000]},
+                        log, f"{advisor.name} proposes trial {best.number}'s params with {_shown(updates)} "
+                             f"({diagnosis.primary})")
+    carried = {k: v for k, v in contains(space, kept_changes(run.adjustments)).items() if best.params.get(k) != v}
+    if carried:
+        return _enqueue(study, trials, {**best.params, **carried},
+                        {"proposed_by": "controller", "proposed_from": best.number,
+                         "proposal": f"trial {best.number}'s controller kept {_shown(carried)}; start from it"},
+                        log, f"trial {best.number}'s controller kept {_shown(carried)}; "
+                             f"a trial starts from its params with them")
+    rejected = "; ".join(f"{r['key']}: {r['reason']}" for r in validated.rejected[:3])
+    log(f"hybrid: {advisor.name} proposed nothing inside the search space for trial {best.number} "
+        f"({diagnosis.primary}{'; rejected ' + rejected if rejected else ''}), and its controller kept no change "
+        f"inside it; this round uses the base sampler")
+    return False
