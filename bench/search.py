@@ -50,7 +50,8 @@ def reduced(src: Path, dst: Path, per_class: dict[str, int], seed: int = 0, size
 
 
 def study(data: Path, root: Path, name: str, seed: int, budget: int, trial_epochs: int, sampler: str,
-          pruner: str, controller: bool, memory: Path | None = None, trace: list | None = None) -> float:
+          pruner: str, controller: bool, memory: Path | None = None, trace: list | None = None,
+          notes: list | None = None) -> float:
     from trainpilot.search.outputs import best_trial
     from trainpilot.search.space import space_from_dict, space_to_dict
     from trainpilot.search.study import StudySpec, work
@@ -78,6 +79,11 @@ def study(data: Path, root: Path, name: str, seed: int, budget: int, trial_epoch
             best_val = max(best_val, t.value if t.value is not None else -1.0)
             trace.append((spent, best_val))
     best = best_trial(result)
+    if notes is not None:  # what the study did: trials, pruned, proposed by the advisor or carried from a controller
+        trials = result.get_trials()
+        by = [t.user_attrs.get("proposed_by") for t in trials]
+        notes.append(f"{len(trials)} trials, {sum(t.state.name == 'PRUNED' for t in trials)} pruned"
+                     + "".join(f", {by.count(n)} from {n}" for n in sorted({b for b in by if b})))
     return float((best.user_attrs.get("test") or {}).get("macro_f1") or 0.0)
 
 
@@ -137,7 +143,7 @@ def main() -> None:
         scores: dict[str, list[float]] = {m: [] for m, _ in methods}
         for seed in range(args.seeds):
             for method, how in methods:
-                start = time.perf_counter()
+                start, notes = time.perf_counter(), []
                 root = tmp / "runs" / ds / f"{method.replace('/', '_')}_{seed}"
                 root.mkdir(parents=True)
                 if how is None:
@@ -145,10 +151,10 @@ def main() -> None:
                 else:
                     sampler, pruner, controller, div = how
                     score = study(data, root, "s", seed, args.budget // div, args.trial_epochs, sampler, pruner,
-                                  controller)
+                                  controller, notes=notes)
                 scores[method].append(score)
-                print(f"{ds} seed {seed} {method:9s} test macro-F1 {score:.4f} ({time.perf_counter() - start:.0f} s)",
-                      flush=True)
+                print(f"{ds} seed {seed} {method:9s} test macro-F1 {score:.4f} ({time.perf_counter() - start:.0f} s"
+                      + "".join(f"; {n}" for n in notes) + ")", flush=True)
         print(f"\n{ds}: {args.seeds} seeds, {args.budget} training epochs per method (tune/3: a third)")
         print(f"{'method':10s} {'mean':>7s} {'sd':>6s}  vs tpe (w/t/l)")
         tpe = scores.get("tpe") or []
