@@ -52,7 +52,8 @@ def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool) -> 
         if (run.dir / "adjustments.jsonl").exists() else []
     latest = {a["adj_id"]: a for a in adjustments}
     return {"epochs": run.summary["epochs"], "best_epoch": run.summary.get("best_epoch"),
-            "best_val": run.summary.get("best_value"), "stop_reason": run.summary.get("stop_reason"), "minutes": round((time.perf_counter() - start) / 60, 2),
+            "best_val": run.summary.get("best_value"), "stop_reason": run.summary.get("stop_reason"),
+            "minutes": round((time.perf_counter() - start) / 60, 2),
             "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "auto": run.summary.get("auto"),
             "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
                         for a in latest.values() if a["changes"]]}
