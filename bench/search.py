@@ -13,7 +13,7 @@ fits a session on a CPU), over several seeds, compares:
 Every study selects its best trial on validation macro-F1; the table reports that trial's test
 macro-F1 (mean, spread) and wins/ties/losses against tpe (a tie is within 0.005).
 
-    python bench/search.py [--seeds 3] [--budget 24] [--trial-epochs 4] [--only xsdd] [--methods tpe,tune]
+    python bench/search.py [--seeds 3] [--first-seed 0] [--budget 24] [--trial-epochs 4] [--only xsdd] [--methods tpe,tune]
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def defaults(data: Path, root: Path, seed: int, budget: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
     ap.add_argument("--trial-epochs", type=int, default=4)
     ap.add_argument("--only", default="", help="one dataset: xsdd or neu-cls")
@@ -141,7 +142,7 @@ def main() -> None:
             continue
         data = reduced(SHARED / ds, tmp / ds, per_class)
         scores: dict[str, list[float]] = {m: [] for m, _ in methods}
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method, how in methods:
                 start, notes = time.perf_counter(), []
                 root = tmp / "runs" / ds / f"{method.replace('/', '_')}_{seed}"
