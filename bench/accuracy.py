@@ -1,7 +1,7 @@
 """Test accuracy and macro-F1 of trainpilot's defaults on several datasets, against a plain loop.
 
     .venv/bin/python bench/accuracy.py [--seeds 0 1] [--datasets neu-cls xsdd xsdd-majority ok-majority]
-                                       [--budget 10] [--only auto,off,plain]
+                                       [--budget 10] [--only auto,off,plain] [--set KEY=VALUE ...]
 
 For each dataset and seed, one after another:
 
@@ -42,11 +42,11 @@ def dataset(name: str, tmp: Path) -> Path:
     return SHARED / name
 
 
-def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool) -> dict:
+def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool, overrides: list[str]) -> dict:
     start = time.perf_counter()
     cfg = {"data_dir": str(data), "seed": seed, "time_budget_minutes": budget, "use_tensorboard": False,
            "intelligent_training": {"enabled": controller}}
-    run = trainpilot.train(cfg, runs_dir=runs, quiet=True)
+    run = trainpilot.train(cfg, overrides=overrides, runs_dir=runs, quiet=True)
     test = evaluate_split(load_trained(run.dir), data, split="test")
     adjustments = [json.loads(x) for x in (run.dir / "adjustments.jsonl").read_text().splitlines()] \
         if (run.dir / "adjustments.jsonl").exists() else []
@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["neu-cls", "xsdd", "xsdd-majority", "ok-majority"])
     parser.add_argument("--budget", type=float, default=10.0, help="minutes per trainpilot run (time_budget_minutes)")
     parser.add_argument("--only", default="auto,off,plain")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config key for the trainpilot runs (auto, off), as with trainpilot train --set")
     args = parser.parse_args()
     kinds = args.only.split(",")
     rows: dict[tuple[str, str], list[dict]] = {}
@@ -79,7 +81,8 @@ def main() -> None:
                         r = plain_loop(data, 30, seed=seed, test=True, max_minutes=args.budget)
                         r["minutes"] = round((time.perf_counter() - t) / 60, 2)
                     else:
-                        r = ours(data, tmp / "runs", seed, args.budget, controller=kind == "auto")
+                        r = ours(data, tmp / "runs", seed, args.budget, controller=kind == "auto",
+                                 overrides=args.overrides)
                     rows.setdefault((name, kind), []).append(r)
                     print(json.dumps({"dataset": name, "kind": kind, "seed": seed, **r}, ensure_ascii=False), flush=True)
     print(f"\nseeds {args.seeds}; test split; mean over seeds (min-max)\n")

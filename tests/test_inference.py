@@ -211,3 +211,28 @@ def test_export_raises_when_runtime_disagrees(tmp_path, tiny, monkeypatch):
     with pytest.raises(ExportError, match="does not reproduce the PyTorch model"):
         export_onnx(tiny["trained"], tmp_path, sample_images=[tiny["data"] / "test" / "dent"])
     assert not any(tmp_path.iterdir())  # a failed export leaves nothing behind
+
+
+def test_a_wide_input_goes_through_predict_and_export(tmp_path, tiny):
+    """A run trained on a wide letterboxed input with turned tall images: inference and the ONNX file
+    use the same input shape, and the metadata says how to make it."""
+    pytest.importorskip("onnxruntime")
+    from trainpilot.export import export_onnx, read_onnx_metadata
+
+    cfg = build_config({"model_name": "mobilenetv3_small_050", "image_size": 64, "input_aspect": 2.0,
+                        "resize_mode": "letterbox", "rotate_to_fit": True, "data_dir": str(tiny["data"])})
+    torch.manual_seed(0)
+    model, info = build_model(cfg, len(CLASSES))
+    ckpt = {"format": 1, "session_id": "wide", "config": cfg.to_dict(), "class_names": CLASSES, "model_info": info,
+            "model_note": "", "image_size": 64, "epoch": 1, "model": model.state_dict(), "source": "raw",
+            "monitor": "val_accuracy", "value": 0.5}
+    (tmp_path / "wide" / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, tmp_path / "wide" / "checkpoints" / "best.pt")
+    trained = load_trained(tmp_path / "wide")
+    x = preprocess(_images(tiny["data"])[:3], trained)
+    assert x.shape == (3, 3, 32, 64)  # 40x36 images are tall: turned, then letterboxed into 64 x 32
+    assert len(predict(trained, _images(tiny["data"]))) == len(_images(tiny["data"]))
+    res = export_onnx(trained, tmp_path / "wide.onnx")
+    meta = read_onnx_metadata(res["path"])
+    assert res["verified"] and (meta["input_height"], meta["input_width"]) == (32, 64)
+    assert meta["rotate_to_fit"].startswith("true")

@@ -300,13 +300,13 @@ def test_sampler_draws_minority_classes_more_often(tmp_path):
 def test_letterbox_keeps_the_aspect_ratio(tmp_path):
     from PIL import Image
 
-    from trainpilot.data.images import decode_image
+    from trainpilot.data.images import Geometry, decode_image
 
     img = Image.new("RGB", (120, 40), (200, 10, 10))
     img.paste((10, 200, 10), (0, 0, 60, 40))
     img.save(tmp_path / "wide.png")
-    squash = decode_image(tmp_path / "wide.png", 30, "squash")
-    box = decode_image(tmp_path / "wide.png", 30, "letterbox")
+    squash = decode_image(tmp_path / "wide.png", Geometry(30, 30, "squash"))
+    box = decode_image(tmp_path / "wide.png", Geometry(30, 30, "letterbox"))
     assert squash.shape == box.shape == (30, 30, 3)
     assert (squash[0, 5] == (10, 200, 10)).all() and (squash[-1, 25] == (200, 10, 10)).all()  # stretched to fill
     fill = box[0, 0]
@@ -317,6 +317,31 @@ def test_letterbox_keeps_the_aspect_ratio(tmp_path):
                                 "resize_mode": "letterbox", "train_cache_scale": 1.0, "recipe": "off"},
                                runs_dir=tmp_path)
     assert trainer.cfg.resize_mode == "letterbox" and trainer.data.val.images.shape[-1] == 32
+
+
+@covers("input_aspect", "rotate_to_fit")
+def test_a_wide_input_and_turning_tall_images_to_fit_it(tmp_path):
+    from PIL import Image
+
+    from trainpilot.data.images import Geometry, decode_image, input_hw
+
+    assert input_hw(64, 2.0) == (32, 64) and input_hw(64, 0.5) == (64, 32) and input_hw(64, 1.0) == (64, 64)
+    tall = Image.new("RGB", (40, 120), (200, 10, 10))
+    tall.paste((10, 200, 10), (0, 0, 40, 60))  # top half green
+    tall.save(tmp_path / "tall.png")
+    kept = decode_image(tmp_path / "tall.png", Geometry(32, 64, "letterbox"))
+    turned = decode_image(tmp_path / "tall.png", Geometry(32, 64, "letterbox", rotate=True))
+    assert kept.shape == turned.shape == (32, 64, 3)
+    # kept upright, the part is 11 px wide in a 64 px row; turned, it fills the row (green on the left)
+    assert (kept[16, :20] == kept[0, 0]).all() and not (turned[16, :20] == turned[0, 0]).all()
+    assert (turned[16, 5] == (10, 200, 10)).all() and (turned[16, 58] == (200, 10, 10)).all()
+    base = {**TINY, "data_dir": str(SEED_DIR.parent / "datasets" / "xsdd"), "image_size": 64, "resize_mode": "letterbox",
+            "recipe": "off", "num_epochs": 1}
+    trainer, _ = build_trainer({**base, "input_aspect": 2.0, "rotate_to_fit": True}, runs_dir=tmp_path)
+    assert tuple(trainer.data.val.images.shape[-2:]) == (32, 64) and tuple(trainer.data.train.images.shape[-2:]) == (40, 80)
+    assert trainer.augment(trainer.data.train.images[:4]).shape[-2:] == (32, 64)
+    tall_cfg = build_config({**base, "input_aspect": 0.5})
+    assert Geometry.of(tall_cfg) == Geometry(64, 32, "letterbox", False)
 
 
 @covers("time_budget_minutes")

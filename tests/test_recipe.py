@@ -51,7 +51,9 @@ def test_recipe_reads_the_data(long_imbalanced):
     assert got["monitor"].value == "val_macro_f1" and "10:1" in got["monitor"].reason
     assert got["model_name"].value == "tf_efficientnet_lite0" and got["use_pretrained"].value is True
     assert got["resize_mode"].value == "letterbox" and "100%" in got["resize_mode"].reason
-    assert got["image_size"].value == 128  # long side 120 px: no upscaling beyond what ImageNet features need
+    # 3:1 parts: a 3:1 input, as many pixels as the smallest square (128 px) at least: 224 x 72
+    assert got["input_aspect"].value == 3.0 and "rotate_to_fit" not in got  # all of them wide
+    assert got["image_size"].value == 224 and "a 224x72 input" in got["image_size"].reason
     assert got["sampler"].value == "sqrt" and "3.2:1 per batch" in got["sampler"].reason
     assert got["num_epochs"].value == 60  # 78 images: the most epochs the recipe gives
 
@@ -78,10 +80,11 @@ def test_a_run_prints_and_records_its_choices(long_imbalanced, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "auto recipe" in err and "sampler = sqrt" in err and "resize_mode = letterbox" in err
     recorded = json.loads((run.dir / "run.json").read_text(encoding="utf-8"))["recipe"]
-    assert {c["key"] for c in recorded["choices"]} == {"monitor", "use_pretrained", "resize_mode", "sampler"}
+    assert {c["key"] for c in recorded["choices"]} == {"monitor", "use_pretrained", "resize_mode", "input_aspect",
+                                                       "sampler"}
     assert recorded["profile"]["imbalance_ratio"] == 10
     assert run.summary["auto"] == {"monitor": "val_macro_f1", "use_pretrained": False, "resize_mode": "letterbox",
-                                   "sampler": "sqrt"}
+                                   "input_aspect": 3.0, "sampler": "sqrt"}
     assert run.config.sampler == "sqrt" and run.config.resize_mode == "letterbox"
     resumed = trainpilot.train(resume=run.dir, quiet=True)  # nothing is chosen again, the record stays
     assert json.loads((run.dir / "run.json").read_text(encoding="utf-8"))["recipe"] == recorded
@@ -93,7 +96,8 @@ def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
     from trainpilot import recipe
 
     profile = profile_dataset(scan_dataset(long_imbalanced))
-    wide = type(profile)(**{**profile.to_dict(), "median_width": 400, "median_height": 130, "median_long_side": 400})
+    wide = type(profile)(**{**profile.to_dict(), "median_width": 400, "median_height": 130, "median_long_side": 400,
+                            "median_aspect": 1.2, "median_width_ratio": 1.2})  # mostly near-square: a square input
     monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size: 0.01)  # 10 ms per image at 128 px
     sizes = {}
     for minutes in (0, 60, 0.7, 0.2):
@@ -103,3 +107,23 @@ def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
     # 15 epochs x (78 + 39/3 images) x 13 ms x (s/128)^2 <= 0.9 x 42 s  ->  s <= 181 px  ->  160 px
     assert sizes[0.7].value == 160 and "160 px instead, so that 15 epochs fit" in sizes[0.7].reason
     assert sizes[0.2].value == 128
+    wider = type(profile)(**{**wide.to_dict(), "median_aspect": 3.0, "median_width_ratio": 3.0})
+    got = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7}), wider, {"time_budget_minutes"})}
+    # a 3:1 input of as many pixels: s^2 / 3 <= 181^2  ->  s <= 313 px  ->  the long side 320 instead of 160
+    assert got["input_aspect"].value == 3.0 and got["image_size"].value == 320
+    assert "a 320x104 input" in got["image_size"].reason
+
+
+def test_mixed_orientations_are_turned_to_fit_one_input(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("ok", "dent"):
+            _write(tmp_path / split / name / "wide", 7, (150, 60), "L", rng)
+            _write(tmp_path / split / name / "tall", 3, (60, 140), "L", rng)
+    p = profile_dataset(scan_dataset(tmp_path))
+    assert p.images == 20 and p.wide_share == 0.7 and p.elongated_share == 1.0
+    got = {c.key: c for c in choose(build_config({}), p, set())}
+    assert got["rotate_to_fit"].value is True and "30% of the elongated images are tall" in got["rotate_to_fit"].reason
+    assert got["input_aspect"].value == 2.5  # the median long/short ratio, with every image turned wide
+    kept = {c.key: c for c in choose(build_config({"rotate_to_fit": False}), p, {"rotate_to_fit"})}
+    assert "rotate_to_fit" not in kept and kept["input_aspect"].value == 2.5  # median width/height: still wide

@@ -16,6 +16,7 @@ import torch
 from rich.console import Console
 
 from trainpilot.config import TrainConfig, build_config, load_config, output_dir
+from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import prepare_data, scan
 from trainpilot.data.profile import describe_dict, profile_dataset
 from trainpilot.engine.dist import init_distributed, resolve_device
@@ -99,7 +100,8 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
 
     torch.manual_seed(cfg.seed)
     model, model_info = build_model(cfg, len(data.classes))
-    sample = torch.zeros(min(cfg.batch_size, 16), 3, cfg.image_size, cfg.image_size)
+    geo = Geometry.of(cfg)
+    sample = torch.zeros(min(cfg.batch_size, 16), 3, geo.height, geo.width)
     sample = sample.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     precision = choose_precision(cfg, device, model, sample)
     if precision.notice:

@@ -149,11 +149,20 @@ class TrainConfig(_Strict):
         "auto", "auto chooses the keys marked (auto) that you did not set from what the data is (class counts, image "
                 "sizes, colour, size of the set) and prints each choice with its reason; off uses the defaults as "
                 "listed. A key you set, and every key of a seed config, always wins. [new]")
-    image_size: int = _f(160, "Square input size in pixels. (auto) [new]", ge=16, le=1024)
+    image_size: int = _f(160, "Input size in pixels: the side of the square input, or its long side when "
+                              "input_aspect is not 1. (auto) [new]", ge=16, le=1024)
+    input_aspect: float = _f(
+        1.0, "Width / height of the input: 1 is an image_size square; 2 is image_size wide and half as high, so "
+             "wide parts fill the input instead of padding at the same cost per pixel; below 1 for tall parts. The "
+             "short side is rounded to a multiple of 8. (auto) [new]", ge=0.25, le=4.0)
     resize_mode: Literal["squash", "letterbox"] = _f(
-        "squash", "How an image becomes image_size x image_size: squash resizes it to the square; letterbox keeps "
+        "squash", "How an image becomes the input: squash resizes it to the input's shape; letterbox keeps "
                   "its aspect ratio and pads the short side with the image's mean colour, so a long 600x200 "
                   "part is not squeezed 3:1. (auto) [new]")
+    rotate_to_fit: bool = _f(
+        False, "Turn an image by 90 degrees when its orientation differs from the input's (a tall part for a "
+               "wide input), so it fills the input instead of a third of it. Only for a non-square input; "
+               "orientation must not carry the class (augmentation already flips both ways). (auto) [new]")
     sampler: Literal["shuffle", "sqrt", "balanced"] = _f(
         "shuffle", "Order of training images: shuffle sees each image once per epoch; sqrt draws classes in "
                    "proportion to the square root of their counts, balanced draws every class equally often (both "

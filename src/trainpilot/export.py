@@ -1,9 +1,9 @@
 """Export a trained model to ONNX, with its class names and preprocessing inside, and check it.
 
-The ONNX file takes ``input``: ``N x 3 x S x S`` float32 RGB, ``(pixel / 255 - mean) / std``, and gives
+The ONNX file takes ``input``: ``N x 3 x H x W`` float32 RGB, ``(pixel / 255 - mean) / std``, and gives
 ``logits``: ``N x C`` (softmax gives probabilities). ``metadata_props`` carry ``class_names``
-(JSON list), ``image_size``, ``mean`` and ``std`` (JSON lists) and the trainpilot version, so a
-consumer needs nothing but the file.
+(JSON list), ``image_size``, ``input_height``/``input_width``, ``resize_mode``, ``rotate_to_fit``,
+``mean`` and ``std`` (JSON lists) and the trainpilot version, so a consumer needs nothing but the file.
 
 The TorchScript-based exporter (``dynamo=False``) is used first: for timm CNNs on torch 2.14 it
 writes the requested opset in one file in about 2 s, while the dynamo-based default takes 5-8x
@@ -88,8 +88,13 @@ def _add_metadata(path: Path, trained: Trained, dynamic: bool, exporter: str) ->
     props = {
         "class_names": json.dumps(trained.class_names, ensure_ascii=False),
         "image_size": str(trained.image_size),
+        "input_height": str(trained.geometry.height),
+        "input_width": str(trained.geometry.width),
         "resize_mode": trained.resize_mode + (" (keep the aspect ratio, pad with the image's mean colour)"
-                                              if trained.resize_mode == "letterbox" else " (resize to the square)"),
+                                              if trained.resize_mode == "letterbox" else " (resize to the input)"),
+        "rotate_to_fit": str(trained.geometry.rotate).lower() + (
+            " (an image whose orientation differs from the input's is turned by 90 degrees first)"
+            if trained.geometry.rotate else ""),
         "mean": json.dumps([float(v) for v in trained.mean]),
         "std": json.dumps([float(v) for v in trained.std]),
         "input_format": "NCHW float32 RGB, (pixel / 255 - mean) / std",
@@ -119,8 +124,9 @@ def read_onnx_metadata(path: str | Path) -> dict:
     for key in ("class_names", "mean", "std"):
         if key in props:
             props[key] = json.loads(props[key])
-    if "image_size" in props:
-        props["image_size"] = int(props["image_size"])
+    for key in ("image_size", "input_height", "input_width"):
+        if key in props:
+            props[key] = int(props[key])
     return props
 
 
@@ -137,7 +143,7 @@ def _verification_batch(trained: Trained, sample_images: Iterable[str | Path] | 
             candidates = found[::step][:VERIFY_IMAGES * 4]  # spread over the classes, cheap to scan
     arrays = []
     for p in candidates:
-        a = _try_decode(p, trained.image_size, trained.resize_mode)
+        a = _try_decode(p, trained.geometry)
         if not isinstance(a, str):
             arrays.append(a)
         if len(arrays) == VERIFY_IMAGES:
@@ -145,7 +151,7 @@ def _verification_batch(trained: Trained, sample_images: Iterable[str | Path] | 
     if arrays:
         return _to_input(arrays, trained).cpu().contiguous(), f"{len(arrays)} real images"
     gen = torch.Generator().manual_seed(0)
-    return torch.randn(4, 3, trained.image_size, trained.image_size, generator=gen), "4 random tensors"
+    return torch.randn(4, 3, trained.geometry.height, trained.geometry.width, generator=gen), "4 random tensors"
 
 
 def export_onnx(trained: Trained, out_path: str | Path, opset: int = 17, dynamic_batch: bool = True,
@@ -171,7 +177,7 @@ def export_onnx(trained: Trained, out_path: str | Path, opset: int = 17, dynamic
         raise ExportError(f"cannot create the folder '{out.parent}' ({err.strerror or err}); give a writable path") from None
 
     model = copy.deepcopy(trained.model).cpu().to(memory_format=torch.contiguous_format).eval()
-    example = torch.zeros(2 if dynamic_batch else 1, 3, trained.image_size, trained.image_size)
+    example = torch.zeros(2 if dynamic_batch else 1, 3, trained.geometry.height, trained.geometry.width)
     x, source = _verification_batch(trained, sample_images)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".onnx", dir=out.parent)

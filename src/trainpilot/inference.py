@@ -22,6 +22,7 @@ from torch import nn
 from trainpilot.config import ConfigError, build_config
 from trainpilot.data.augment import BatchAugment
 from trainpilot.data.folder import IMAGE_SUFFIXES, SPLIT_NAMES
+from trainpilot.data.images import Geometry
 from trainpilot.data.images import _try_decode as _decode  # RGB uint8 array, or why it cannot be decoded
 from trainpilot.engine.checkpoint import CheckpointError, load_checkpoint
 from trainpilot.engine.metrics import confusion_matrix, summarize
@@ -50,8 +51,13 @@ class Trained:
 
     @property
     def resize_mode(self) -> str:
-        """How the run turned images into squares (older runs: squash)."""
+        """How the run fitted images to the input (older runs: squash)."""
         return str(self.config.get("resize_mode", "squash"))
+
+    @property
+    def geometry(self) -> Geometry:
+        """The input the model was trained on (older runs: an image_size square, no rotation)."""
+        return Geometry.of({**self.config, "image_size": self.image_size})
 
 
 def _checkpoint_path(source: str | Path, which: str) -> Path:
@@ -134,15 +140,15 @@ def _to_input(arrays: list[np.ndarray], trained: Trained) -> torch.Tensor:
 
 
 def preprocess(paths: Iterable[str | Path], trained: Trained) -> torch.Tensor:
-    """Decode and normalise images into one ``N x 3 x S x S`` float32 channels_last batch on the model's device."""
+    """Decode and normalise images into one ``N x 3 x H x W`` float32 channels_last batch on the model's device."""
     paths = [Path(p) for p in paths]
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, trained.image_size, trained.resize_mode), paths))
+        arrays = list(pool.map(lambda p: _decode(p, trained.geometry), paths))
     for p, a in zip(paths, arrays):
         if isinstance(a, str):
             raise InferenceError(f"image '{p}' {a}; remove or replace the file")
     if not arrays:
-        return torch.empty(0, 3, trained.image_size, trained.image_size, device=trained.device)
+        return torch.empty(0, 3, trained.geometry.height, trained.geometry.width, device=trained.device)
     return _to_input(arrays, trained)
 
 
@@ -153,7 +159,7 @@ def _probabilities(trained: Trained, paths: list[Path], batch_size: int) -> tupl
     good, chunks, errors = [], [], {}
     with ThreadPoolExecutor(max_workers=THREADS) as pool, torch.inference_mode():
         for start in range(0, len(paths), batch_size):
-            arrays = list(pool.map(lambda p: _decode(p, trained.image_size, trained.resize_mode), paths[start:start + batch_size]))
+            arrays = list(pool.map(lambda p: _decode(p, trained.geometry), paths[start:start + batch_size]))
             errors.update({start + i: a for i, a in enumerate(arrays) if isinstance(a, str)})
             ok = [a for a in arrays if not isinstance(a, str)]
             good += [start + i for i, a in enumerate(arrays) if not isinstance(a, str)]

@@ -15,9 +15,12 @@ The rules read the data rather than fit one benchmark:
 * **sampler**: beyond a 3:1 class ratio, classes are drawn in proportion to the square root of their
   counts, so every batch shows the minority classes without repeating a few images endlessly; the
   tuning controller adds loss weights when minority recall still lags.
-* **geometry**: letterbox when a tenth of the images are longer than 1.25:1, so parts keep their shape;
-  the input size follows the images' long side (no downscaling of small defects) within 128-224 px,
-  and with ``time_budget_minutes`` set, shrinks (timed on this CPU) until 15 epochs fit the budget.
+* **geometry**: letterbox when a tenth of the images are longer than 1.25:1, so parts keep their shape,
+  into an input of their median aspect ratio (up to 3:1), turning the images of the other orientation
+  when there are some, so that no pixel of the input is spent on padding; the input's long side follows
+  the images' (no downscaling of small defects) within 128-224 px for a square (as many pixels for a
+  non-square input), and with ``time_budget_minutes`` set, shrinks (timed on this CPU) until 15 epochs
+  fit the budget.
 * **epochs**: about 24,000 training images seen (15 to 60 epochs), so small sets get more passes.
 """
 
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainpilot.config import TrainConfig, build_config
+from trainpilot.data.images import input_hw
 from trainpilot.data.profile import ELONGATED, DataProfile
 from trainpilot.models import offline_weights
 
@@ -36,6 +40,7 @@ SAMPLER_FROM = 3.0        # class-count ratio from which the sqrt sampler is use
 LETTERBOX_SHARE = 0.1     # share of elongated images from which the aspect ratio is kept
 SIZE_RANGE = (128, 224)   # input size bounds (pixels): below, ImageNet features fade; above, CPU time explodes
 SIZE_RANGE_SCRATCH = (64, 224)
+ASPECT_RANGE = (1.25, 3.0)  # a non-square input from this elongation, and at most this long
 IMAGES_SEEN = 24_000      # training images per run (epochs x set size)
 EPOCH_RANGE = (15, 60)
 TRAIN_STEP_OVERHEAD = 1.3  # a training step (augmentation, optimizer, EMA) vs the probe's forward + backward
@@ -76,19 +81,45 @@ def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int =
     return min(times[1:]) / batch
 
 
+def _input_shape(cfg: TrainConfig, p: DataProfile, free) -> list[Choice]:
+    """A non-square input for letterboxed elongated images: the same long side, so the same detail, with
+    little padding; at the same cost, a longer side (see the image_size choice)."""
+    if p.elongated_share < LETTERBOX_SHARE or not free("input_aspect"):
+        return []
+    other = min(p.wide_share, 1 - p.wide_share)  # elongated images of the minority orientation
+    rotate = cfg.rotate_to_fit if not free("rotate_to_fit") else other >= LETTERBOX_SHARE
+    ratio = (p.median_aspect if p.wide_share >= 0.5 else 1 / p.median_aspect) if rotate else p.median_width_ratio
+    ratio = min(ASPECT_RANGE[1], max(1 / ASPECT_RANGE[1], ratio))
+    elongation = max(ratio, 1 / ratio)
+    if elongation < ASPECT_RANGE[0]:
+        return []  # most images are near-square: a square input wastes little
+    out, shape = [], "wide" if ratio > 1 else "tall"
+    if rotate and free("rotate_to_fit"):
+        out.append(Choice("rotate_to_fit", True, f"{other:.0%} of the elongated images are "
+                          f"{'tall' if shape == 'wide' else 'wide'}, the rest {shape}: each is turned to the input's "
+                          f"orientation instead of shrinking into it (augmentation flips both axes, so orientation "
+                          f"is not taken to carry the class)"))
+    out.append(Choice("input_aspect", round(ratio, 2), f"the images are mostly {shape}, median {elongation:.3g}:1: a "
+                      f"{shape} input holds them at {math.sqrt(elongation):.2g}x the resolution of a square one of "
+                      f"as many pixels, with less padding"))
+    return out
+
+
 def _size_within_budget(model: str, k: int, size: int, lo: int, cfg: TrainConfig, p: DataProfile,
-                        epochs: int) -> tuple[int, float]:
+                        epochs: int, elongation: float = 1.0) -> tuple[int, float]:
     """The largest input size (a multiple of 32, at least ``lo``) at which ``epochs`` epochs fit the time
-    budget, and the estimated seconds per epoch there (nan where the probe does not apply)."""
+    budget, and the estimated seconds per epoch there (nan where the probe does not apply). ``size`` is the
+    long side of an input ``elongation`` times as long as it is wide."""
     if cfg.device not in ("auto", "cpu"):
         return size, math.nan  # the probe times the CPU; on an accelerator the size is not the bottleneck
     import torch
 
     if cfg.device == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
         return size, math.nan
-    per_image = seconds_per_image(model, k, lo) * TRAIN_STEP_OVERHEAD
+    side = round32(lo / math.sqrt(elongation))  # the square of as many pixels as the smallest input
+    per_image = seconds_per_image(model, k, side) * TRAIN_STEP_OVERHEAD
     budget = cfg.time_budget_minutes * 60 * 0.9  # some room for evaluation and checkpoints
-    epoch_s = lambda px: (p.images + p.val_images / 3) * per_image * (px / lo) ** 2  # noqa: E731 - eval: no backward
+    epoch_s = lambda px: (p.images + p.val_images / 3) * per_image * px ** 2 / elongation / side ** 2  # noqa: E731 - eval: no backward
     while size > lo and epochs * epoch_s(size) > budget:
         size -= 32
     return max(lo, size), epoch_s(max(lo, size))
@@ -130,25 +161,35 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
                           f"{ELONGATED}:1 (median {profile.median_width}x{profile.median_height} px): letterbox keeps "
                           f"their shape instead of squashing them into a square"))
     letterbox = dict((c.key, c.value) for c in out).get("resize_mode", cfg.resize_mode) == "letterbox"
+    if letterbox:
+        out += _input_shape(cfg, profile, free)
+    chosen = dict((c.key, c.value) for c in out)
+    aspect = float(chosen.get("input_aspect", cfg.input_aspect))
     epochs = min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], round(IMAGES_SEEN / max(1, profile.images))))
     if free("image_size"):
         lo, hi = SIZE_RANGE if pretrained else SIZE_RANGE_SCRATCH
-        side = profile.median_long_side if letterbox else math.sqrt(profile.median_width * profile.median_height)
+        k = math.sqrt(max(aspect, 1 / aspect))  # long side / the side of a square of as many pixels
+        lo, hi = round32(lo * k), round32(hi * k)
+        long_side = letterbox or k > 1
+        side = profile.median_long_side if long_side else math.sqrt(profile.median_width * profile.median_height)
         size = min(hi, max(lo, round32(side)))
         how = ("above the images' size: ImageNet features need some resolution" if size > side * 1.2 else
                "below the images' size: bounded for training time" if size < side / 1.2 else
                "about the images' own size, so small defects are not scaled away")
-        why = f"median {'long side' if letterbox else 'side'} {side:.0f} px; {size} px is {how}"
+        why = f"median {'long side' if long_side else 'side'} {side:.0f} px; {size} px is {how}"
         if cfg.time_budget_minutes > 0 and size > lo:
-            model = dict((c.key, c.value) for c in out).get("model_name", cfg.model_name)
+            model = chosen.get("model_name", cfg.model_name)
             n_epochs = cfg.num_epochs if not free("num_epochs") else epochs
             fit, epoch_s = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile,
-                                               min(n_epochs, EPOCH_RANGE[0]))
+                                               min(n_epochs, EPOCH_RANGE[0]), k * k)
             if fit < size:
                 why += (f"; {fit} px instead, so that {min(n_epochs, EPOCH_RANGE[0])} epochs fit in "
                         f"time_budget_minutes={cfg.time_budget_minutes:g} (about {epoch_s:.0f} s per epoch there, "
                         f"timed on this machine)")
                 size = fit
+        if k > 1:
+            h, w = input_hw(size, aspect)
+            why += f" (a {w}x{h} input)"
         out.append(Choice("image_size", size, why))
 
     if ratio >= SAMPLER_FROM and free("sampler") and free("use_class_weights"):

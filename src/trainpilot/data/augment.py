@@ -16,10 +16,11 @@ import torch.nn.functional as F
 
 
 class BatchAugment:
-    """Train-time augmentation for a ``B x 3 x S x S`` uint8 batch -> normalised float batch.
+    """Train-time augmentation for a ``B x 3 x H x W`` uint8 batch -> normalised float batch.
 
     Args:
         mean, std: per-channel normalisation of the model, in [0, 1] units.
+        size: output ``(height, width)`` (or one side, a square); default: the input's.
         enabled: apply crop/flip/jitter (``use_augmentation``); normalisation always happens.
         scale: area range of the random resized crop.
         ratio: aspect-ratio range of the crop.
@@ -27,10 +28,11 @@ class BatchAugment:
         generator: seeded torch.Generator on the CPU; draws are made there so runs replay exactly.
     """
 
-    def __init__(self, mean, std, *, size: int | None = None, enabled: bool = True, scale=(0.35, 1.0),
+    def __init__(self, mean, std, *, size: int | tuple[int, int] | None = None, enabled: bool = True, scale=(0.35, 1.0),
                  ratio=(3 / 4, 4 / 3), jitter: float = 0.2, generator: torch.Generator | None = None):
         self.set_normalization(mean, std)
-        self.size, self.enabled, self.scale, self.ratio, self.jitter = size, enabled, scale, ratio, jitter
+        self.size = (size, size) if isinstance(size, int) else size
+        self.enabled, self.scale, self.ratio, self.jitter = enabled, scale, ratio, jitter
         self.generator = generator or torch.Generator().manual_seed(0)
 
     def set_normalization(self, mean, std) -> None:
@@ -72,14 +74,14 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor, dtype=torch.float32,
                  memory_format=torch.contiguous_format) -> torch.Tensor:
         n, _, height, width = images.shape
-        out = self.size or height
+        out = tuple(self.size or (height, width))
         if not self.enabled:
-            if (height, width) == (out, out):
+            if (height, width) == out:
                 return self.normalize(images, dtype, memory_format)
-            x = F.interpolate(images.float(), size=(out, out), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(images.float(), size=out, mode="bilinear", antialias=True, align_corners=False)
             return self._normalize_(x).to(dtype=dtype, memory_format=memory_format)
         x = images.float()  # grid_sample is fastest on contiguous input; the layout is set at the end
-        grid = self.crop_flip_grid(n, out, out).to(x.device)
+        grid = self.crop_flip_grid(n, *out).to(x.device)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if self.jitter > 0:
             # brightness b and contrast c around the image mean m, fused: x' = b*c*x + b*m*(1-c)

@@ -9,7 +9,7 @@ import torch
 
 from trainpilot.config import TrainConfig, input_path
 from trainpilot.data.folder import DatasetError, DatasetIndex, Split, scan_dataset
-from trainpilot.data.images import StreamingImages, cache_bytes, decode_split, find_broken
+from trainpilot.data.images import Geometry, StreamingImages, cache_bytes, decode_split, find_broken
 
 
 @dataclass
@@ -42,20 +42,20 @@ class PreparedData:
         return torch.bincount(self.train.labels, minlength=len(self.classes)).tolist()
 
 
-def train_image_size(cfg: TrainConfig) -> int:
+def train_geometry(cfg: TrainConfig) -> Geometry:
     """Train images are kept larger than the model input so random crops are not upsampled."""
-    return round(cfg.image_size * cfg.train_cache_scale)
+    return Geometry.of(cfg, cfg.train_cache_scale)
 
 
-def _load(split: Split, size: int, cache: bool, threads: int, skipped: list, progress, mode: str) -> SplitData:
+def _load(split: Split, geo: Geometry, cache: bool, threads: int, skipped: list, progress) -> SplitData:
     if cache:
-        images, labels, bad = decode_split(split, size, threads=threads, progress=progress, mode=mode)
+        images, labels, bad = decode_split(split, geo, threads=threads, progress=progress)
         skipped += [(str(split.paths[i]), why) for i, why in sorted(bad.items())]
         return SplitData(labels=labels, images=images)
     bad = find_broken(split, threads=threads)
     skipped += [(str(split.paths[i]), why) for i, why in sorted(bad.items())]
     split = split.drop(set(bad))
-    return SplitData(labels=torch.tensor(split.labels, dtype=torch.long), stream=StreamingImages(split, size, mode))
+    return SplitData(labels=torch.tensor(split.labels, dtype=torch.long), stream=StreamingImages(split, geo))
 
 
 def scan(cfg: TrainConfig, data_dir: str | Path | None = None) -> DatasetIndex:
@@ -71,14 +71,14 @@ def prepare_data(cfg: TrainConfig, data_dir: str | Path | None = None, progress=
     index = index if index is not None else scan(cfg, data_dir)
     root = index.root
     n_total = len(index.train) + len(index.val) + (len(index.test) if (with_test and index.test) else 0)
-    need = cache_bytes(n_total, train_image_size(cfg))
+    need = cache_bytes(n_total, train_geometry(cfg))
     cache = cfg.cache_images == "always" or (cfg.cache_images == "auto" and need <= cfg.cache_max_gb * 2**30)
     threads = threads or max(1, min(8, torch.get_num_threads()))
     skipped = list(index.skipped)
-    mode = cfg.resize_mode
-    train = _load(index.train, train_image_size(cfg), cache, threads, skipped, progress, mode)
-    val = _load(index.val, cfg.image_size, cache, threads, skipped, progress, mode)
-    test = _load(index.test, cfg.image_size, cache, threads, skipped, progress, mode) if (with_test and index.test) else None
+    geo = Geometry.of(cfg)
+    train = _load(index.train, train_geometry(cfg), cache, threads, skipped, progress)
+    val = _load(index.val, geo, cache, threads, skipped, progress)
+    test = _load(index.test, geo, cache, threads, skipped, progress) if (with_test and index.test) else None
     for name, split in (("train", train), ("val", val)):
         counts = torch.bincount(split.labels, minlength=len(index.classes)).tolist()
         empty = [c for c, n in zip(index.classes, counts) if n == 0]

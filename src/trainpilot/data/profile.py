@@ -36,6 +36,8 @@ class DataProfile:
     median_aspect: float        # long / short side
     elongated_share: float      # share of images with long/short > ELONGATED
     grayscale: bool
+    wide_share: float = 1.0     # of the elongated images, the share wider than high (older profiles: unknown)
+    median_width_ratio: float = 1.0  # median width / height (older profiles: unknown)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +80,7 @@ def profile_dataset(index: DatasetIndex, max_images: int = 2000, colour_samples:
     widths, heights = [w for w, _, _ in sizes], [h for _, h, _ in sizes]
     longs = [max(w, h) for w, h, _ in sizes]
     aspects = [max(w, h) / max(1, min(w, h)) for w, h, _ in sizes]
+    elongated = [w > h for (w, h, _), a in zip(sizes, aspects) if a > ELONGATED] or [True]
     colour = rng.sample(range(len(sizes)), min(colour_samples, len(sizes)))
     if len(sample) == len(sizes):  # RGB files may hold grey pixels (neu-cls): look at a few thumbnails
         grey = all(_is_grey(sample[i], sizes[i][2]) for i in colour)
@@ -90,7 +93,9 @@ def profile_dataset(index: DatasetIndex, max_images: int = 2000, colour_samples:
         median_width=int(statistics.median(widths)), median_height=int(statistics.median(heights)),
         min_side=min(min(w, h) for w, h, _ in sizes), max_side=max(longs),
         median_long_side=int(statistics.median(longs)), median_aspect=round(statistics.median(aspects), 3),
-        elongated_share=round(sum(a > ELONGATED for a in aspects) / len(aspects), 4), grayscale=bool(grey))
+        elongated_share=round(sum(a > ELONGATED for a in aspects) / len(aspects), 4), grayscale=bool(grey),
+        wide_share=round(sum(elongated) / len(elongated), 4),
+        median_width_ratio=round(statistics.median(w / max(1, h) for w, h, _ in sizes), 3))
 
 
 def describe(p: DataProfile) -> str:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from trainpilot.config import TrainConfig
 from trainpilot.data.augment import BatchAugment
+from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
 from trainpilot.engine.live import LiveChanges
@@ -87,7 +88,8 @@ class Trainer(LiveChanges, TrainerState):
         if cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.augment = BatchAugment(model_info["mean"], model_info["std"], size=cfg.image_size,
+        geo = Geometry.of(cfg)
+        self.augment = BatchAugment(model_info["mean"], model_info["std"], size=(geo.height, geo.width),
                                     enabled=cfg.use_augmentation, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.color_jitter)
         self.ema = SparseEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
         # The weights the run starts from (a seeded init, so a resumed run rebuilds the same ones): the last
