@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 
 from conftest import TINY
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, load_config
+from trainpilot.data.profile import DataProfile
 from trainpilot.runs import Run
 from trainpilot.search.space import Param, check_param, contains, default_space, load_space, suggest
 from trainpilot.search.storage import open_storage
@@ -67,14 +69,21 @@ def test_a_bad_space_file_is_one_line_naming_the_key(tmp_path, text, expected):
 
 
 def test_the_default_space_reads_the_data_and_leaves_fixed_keys_out():
-    profile = SimpleNamespace(median_width=64, median_height=64)
-    space = default_space(profile, fixed={"batch_size", "model_name"})
+    square = DataProfile(images=60, val_images=12, classes=["a", "b"], counts=[30, 30], imbalance_ratio=1.0,
+                         majority_share=0.5, median_width=64, median_height=64, min_side=64, max_side=64,
+                         median_long_side=64, median_aspect=1.0, elongated_share=0.0, grayscale=False)
+    space = default_space(square, fixed={"batch_size", "model_name"})
     assert {"learning_rate", "weight_decay", "label_smoothing", "advanced_augmentation_enabled", "dropout_rate",
             "image_size"} == set(space)
     assert space["learning_rate"].log and space["weight_decay"].log
     assert space["image_size"].choices == [64, 96]  # near the images' own 64 px, not 224
-    big = default_space(SimpleNamespace(median_width=600, median_height=300), fixed=set())
+    big = default_space(replace(square, median_width=400, median_height=380, median_long_side=400, max_side=400),
+                        fixed=set())
     assert max(big["image_size"].choices) == 224 and "model_name" in big
+    # 2:1 parts, letterboxed into a 2:1 input: the long side, up to as many pixels as a 224 px square
+    wide = default_space(replace(square, median_width=400, median_height=200, median_long_side=400, max_side=400,
+                                 median_aspect=2.0, median_width_ratio=2.0, elongated_share=1.0), fixed=set())
+    assert wide["image_size"].choices == [320]
 
 
 def test_suggested_values_are_typed_rounded_and_inside_the_space():

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from trainpilot.config import ConfigError, TrainConfig, _suggest, all_keys, build_config, read_config_file
 from trainpilot.data.profile import DataProfile
-from trainpilot.recipe import round32
+from trainpilot.recipe import LETTERBOX_SHARE, round32
 
 MODELS = ["tf_efficientnet_lite0", "mobilenetv3_small_100", "resnet18"]
 
@@ -144,8 +144,11 @@ def contains(space: dict[str, Param], params: dict[str, Any]) -> dict[str, Any]:
 
 def default_space(profile: DataProfile, fixed: set[str]) -> dict[str, Param]:
     """The default search space for this data, without the keys in ``fixed``."""
-    side = round32(math.sqrt(profile.median_width * profile.median_height))
-    sizes = sorted({min(224, max(64, s)) for s in (side - 32, side, side + 32)})
+    if profile.elongated_share >= LETTERBOX_SHARE:  # letterboxed into an input of their shape: the long side
+        side, top = round32(profile.median_long_side), round32(224 * math.sqrt(min(3.0, profile.median_aspect)))
+    else:
+        side, top = round32(math.sqrt(profile.median_width * profile.median_height)), 224
+    sizes = sorted({min(top, max(64, s)) for s in (side - 32, side, side + 32)})
     space = {
         "learning_rate": Param(low=1e-4, high=1e-2, log=True),
         "weight_decay": Param(low=1e-5, high=0.3, log=True),
