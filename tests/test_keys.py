@@ -342,6 +342,8 @@ def test_a_wide_input_and_turning_tall_images_to_fit_it(tmp_path):
     assert trainer.augment(trainer.data.train.images[:4]).shape[-2:] == (32, 64)
     tall_cfg = build_config({**base, "input_aspect": 0.5})
     assert Geometry.of(tall_cfg) == Geometry(64, 32, "letterbox", False)
+    _, notices = build_trainer({**base, "rotate_to_fit": True}, runs_dir=tmp_path)  # a square input: said so
+    assert any("rotate_to_fit=true does nothing with a square input" in n for n in notices)
 
 
 @covers("time_budget_minutes")

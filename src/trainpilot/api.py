@@ -97,6 +97,9 @@ def build_trainer(config: TrainConfig | dict | str | Path | None = None, *, over
         listed = "; ".join(f"{p} ({why})" for p, why in data.skipped[:5])
         more = f" and {len(data.skipped) - 5} more" if len(data.skipped) > 5 else ""
         notices.append(f"skipped {len(data.skipped)} unreadable or non-image file(s): {listed}{more}")
+    if cfg.rotate_to_fit and cfg.input_aspect == 1.0:
+        notices.append("rotate_to_fit=true does nothing with a square input (input_aspect=1): set input_aspect, "
+                       "or let the recipe choose it (resize_mode=letterbox on elongated images)")
 
     torch.manual_seed(cfg.seed)
     model, model_info = build_model(cfg, len(data.classes))
