@@ -429,3 +429,37 @@ def test_a_loss_jump_after_our_own_change_is_undone_without_a_further_remedy(tin
     assert t.cfg.weight_decay == 0.05 and len(ctl.records()) == 1  # rolled back, no extra remedy on top
     assert ctl.discarded == [[3, 3]] and [r["epoch"] for r in ctl.lineage(t.history)] == [1, 1, 2, 2]
     assert ctl.next_due == 4
+
+
+def test_refinement_keep_decides_whether_a_refinement_gets_the_noise_margin(tiny_cfg, tmp_path):
+    """refinement_keep=new_best: a change to a run that is not broken must reach the pre-change best;
+    within_noise (and every broken run or class-balance remedy) keeps the noise margin."""
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    t.run.create()
+    t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.5}]
+    overfit = {"primary": "overfitting", "features": {}}
+    broken = {"primary": "overfitting", "features": {"near_chance": True}}
+
+    def margin(keep, diagnosis, updates):
+        ctl = TuningController(_it(min_noise_margin=0.3, refinement_keep=keep), run=t.run, advisor=Scripted())
+        ctl._apply(t, 1, {"adj_id": "adj_m", "status": "recorded", "diagnosis": diagnosis}, updates)
+        return ctl.pending["margin"]
+
+    assert margin("new_best", overfit, {"weight_decay": 0.1}) == 0.0
+    assert margin("within_noise", overfit, {"weight_decay": 0.1}) == 0.3
+    assert margin("new_best", broken, {"weight_decay": 0.1}) == 0.3
+    assert margin("new_best", overfit, {"use_class_weights": True}) == 0.3
+    assert margin("new_best", None, {"weight_decay": 0.1}) == 0.3  # no diagnosis (a person's change): the margin
+
+    # and the verdict follows: 0.1 below the old best is kept within the noise margin, reverted as a refinement
+    for keep, kept in (("within_noise", True), ("new_best", False)):
+        t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.5}]
+        ctl = TuningController(_it(min_noise_margin=0.3, refinement_keep=keep), run=t.run, advisor=Scripted())
+        record = {"adj_id": f"adj_{keep}", "status": "recorded", "diagnosis": overfit, "changes": [], "rejected": []}
+        ctl._save(record, t.history)
+        ctl._apply(t, 1, record, {"weight_decay": 0.1})
+        t.history.append({"phase": "val", "epoch": 2, "val_accuracy": 0.4})
+        ctl._judge(t, 2)
+        outcome = ctl.records()[f"adj_{keep}"]["outcome"]
+        assert (outcome["decision"] == "kept") is kept, outcome
+        assert ("refinement" in outcome["why"]) is (keep == "new_best")

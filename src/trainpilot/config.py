@@ -69,6 +69,11 @@ class IntelligentTrainingConfig(_Strict):
     lr_max_factor: float = _f(10.0, "Trust region: the most one change may multiply or divide the lr by. [new]", gt=1.0, le=1000.0)
     min_noise_margin: float = _f(
         0.005, "Smallest metric change treated as real when judging a change. [new]", ge=0.0, le=1.0)
+    refinement_keep: Literal["new_best", "within_noise"] = _f(
+        "new_best", "How a refinement is judged: a change to a run that is not broken (for overfitting, a plateau or "
+                    "an oscillating metric, with no class-balance key in it). new_best keeps it only if the monitored "
+                    "metric reaches the pre-change best; within_noise also keeps it a noise margin below. Changes to "
+                    "broken runs and class-balance remedies are always judged within the noise margin. [new]")
     bounds: dict[str, list[float]] = _f(
         {}, "Per-key [low, high] overrides of the action schema's bounds, e.g. {\"learning_rate\": [1e-6, 0.1]}. [new]")
     imbalance_evaluation_window: int = _f(

@@ -15,6 +15,8 @@ A change is judged after ``evaluation_window`` epochs, or after ``fast_evaluatio
 was made to a clearly broken run (accuracy near chance, non-finite loss, lr outside the usual
 range), so a run started at lr x1000 too low gets its three x10 steps in a few epochs, not ten.
 A warm restart ramps its lr up first; its ``evaluation_window`` starts when the ramp is over.
+A change is kept when the judged metric is within a noise margin of its pre-change best, except a
+refinement of a run that is not broken (``refinement_keep=new_best``), which must reach that best.
 
 Each epoch is analysed at most once, and every adjustment is one record in adjustments.jsonl
 (re-written as its status changes) with one report. All state lives in :meth:`state_dict`.
@@ -276,9 +278,12 @@ class TuningController:
         # A val metric measured on n images moves by about sqrt(p(1-p)/n) by chance alone.
         sampling = math.sqrt(max(best * (1 - best), 0.0) / max(1, len(tr.data.val))) if metric != "val_loss" else 0.0
         margin = max(self.it.min_noise_margin, statistics.pstdev(diffs) if len(diffs) >= 2 else 0.0, sampling)
+        strict = self.it.refinement_keep == "new_best" and is_refinement(record.get("diagnosis"), updates)
+        if strict:
+            margin = 0.0  # a small val set cannot tell "no worse" from "worse": a refinement must reach the old best
         self.pending = {"adj_id": record["adj_id"], "epoch": epoch, "eval_epoch": epoch + window,
                         "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path),
-                        "metric": metric}
+                        "metric": metric, "refinement": strict}
 
     def _judge(self, tr: "Trainer", epoch: int, force_revert: str | None = None,
                force_keep: str | None = None) -> None:
@@ -302,9 +307,7 @@ class TuningController:
         record["outcome"] = {"decision": record["status"], "metric": metric, "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
-                             "evaluated_at_epoch": epoch, "why": force_revert or force_keep or (
-                                 f"{metric} is within the noise margin of, or above, the pre-change best"
-                                 if keep else f"{metric} fell below the pre-change best by more than the noise margin")}
+                             "evaluated_at_epoch": epoch, "why": force_revert or force_keep or _why(metric, keep, p)}
         self._save(record, tr.history)
 
     def _apply_user_decisions(self, tr: "Trainer", epoch: int) -> None:
@@ -346,6 +349,14 @@ class TuningController:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def _why(metric: str, keep: bool, pending: dict) -> str:
+    if pending.get("refinement"):  # refinement_keep=new_best
+        return (f"{metric} reached the pre-change best (a refinement of a run that was not broken must)" if keep else
+                f"{metric} did not reach the pre-change best, which a refinement of a run that was not broken must")
+    return (f"{metric} is within the noise margin of, or above, the pre-change best" if keep
+            else f"{metric} fell below the pre-change best by more than the noise margin")
+
+
 def judge_metric(monitor: str, train_counts: list[int]) -> str:
     """The metric a change is kept or rolled back on: the monitored one, except that accuracy alone never
     judges imbalanced data (it rewards the majority class), where macro-F1 does."""
@@ -357,6 +368,18 @@ def clearly_broken(diagnosis: dict | None) -> bool:
     """A run where one epoch shows whether a change helps: near chance, non-finite, or lr far off."""
     f = (diagnosis or {}).get("features") or {}
     return bool(f.get("near_chance") or f.get("nonfinite") or f.get("lr_prior"))
+
+
+REFINED_STATES = ("healthy", "overfitting", "plateau", "unstable")
+
+
+def is_refinement(diagnosis: dict | None, updates: dict) -> bool:
+    """A change meant to improve a run that is not broken: diagnosed as healthy, overfitting, on a plateau or
+    unstable, with nothing near chance, non-finite or at the majority baseline, and no class-balance key (whose
+    minority gains a few-image val set shows only slowly)."""
+    f = (diagnosis or {}).get("features") or {}
+    return ((diagnosis or {}).get("primary") in REFINED_STATES and not clearly_broken(diagnosis)
+            and not (f.get("collapsed") or f.get("at_baseline")) and not any(k in IMBALANCE_KEYS for k in updates))
 
 
 def has_nonfinite_weights(model: torch.nn.Module) -> bool:
