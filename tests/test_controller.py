@@ -463,3 +463,8 @@ def test_refinement_keep_decides_whether_a_refinement_gets_the_noise_margin(tiny
         outcome = ctl.records()[f"adj_{keep}"]["outcome"]
         assert (outcome["decision"] == "kept") is kept, outcome
         assert ("refinement" in outcome["why"]) is (keep == "new_best")
+        from trainpilot.reports.markdown import outcome_lines
+
+        shown = outcome_lines(ctl.records()[f"adj_{keep}"], "en")[1]
+        assert ("must reach the pre-change best" in shown) is (keep == "new_best"), shown
+        assert ("noise margin" in shown) is (keep == "within_noise"), shown

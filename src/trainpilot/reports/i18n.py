@@ -64,6 +64,7 @@ STRINGS: dict[str, dict[str, str]] = {
         # outcome
         "outcome_kept": "✅ 已保留", "outcome_reverted": "↩️ 已回滚",
         "outcome_line": "{metric}: {before} → {after}（变化 {delta}，噪声容限 {margin}），于第 {epoch} 轮评估",
+        "outcome_line_best": "{metric}: {before} → {after}（变化 {delta}；对未出故障的训练所做的改进须达到改动前的最佳值），于第 {epoch} 轮评估",
         "pending_n": "⏳ 待评估 — 将在 {n} 个轮次后评估", "pending": "⏳ 待评估 — 将在后续轮次中评估",
         "outcome_not_applied": "本次调整未被应用，因此不评估效果（状态：{status}）。",
         # summary
@@ -133,6 +134,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "config_before": "### Original", "config_after": "### Adjusted",
         "outcome_kept": "✅ Kept", "outcome_reverted": "↩️ Reverted",
         "outcome_line": "{metric}: {before} → {after} (delta {delta}, noise margin {margin}), evaluated at epoch {epoch}",
+        "outcome_line_best": "{metric}: {before} → {after} (delta {delta}; a refinement of a run that was not broken "
+                             "must reach the pre-change best), evaluated at epoch {epoch}",
         "pending_n": "⏳ Pending — evaluated after {n} epochs",
         "pending": "⏳ Pending — evaluated after the next epochs",
         "outcome_not_applied": "This adjustment was not applied, so it is not evaluated (status: {status}).",

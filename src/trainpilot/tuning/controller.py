@@ -306,6 +306,7 @@ class TuningController:
         record["status"] = S.KEPT if keep else S.REVERTED
         record["outcome"] = {"decision": record["status"], "metric": metric, "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
+                             "rule": "new_best" if p.get("refinement") else "within_noise",
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
                              "evaluated_at_epoch": epoch, "why": force_revert or force_keep or _why(metric, keep, p)}
         self._save(record, tr.history)
