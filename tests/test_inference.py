@@ -236,3 +236,28 @@ def test_a_wide_input_goes_through_predict_and_export(tmp_path, tiny):
     meta = read_onnx_metadata(res["path"])
     assert res["verified"] and (meta["input_height"], meta["input_width"]) == (32, 64)
     assert meta["rotate_to_fit"].startswith("true")
+
+
+def test_a_logit_bias_in_best_pt_reaches_predict_evaluate_and_the_onnx_file(tmp_path, tiny):
+    """best.pt's class-prior correction (trainpilot.priors) is part of the model everywhere it is used."""
+    pytest.importorskip("onnxruntime")
+    from trainpilot.export import export_onnx
+
+    ckpt = torch.load(tiny["run"] / "checkpoints" / "best.pt", weights_only=True)
+    x = preprocess([p for p in _images(tiny["data"]) if p.name != "broken.jpg"], tiny["trained"])
+    with torch.no_grad():
+        raw = tiny["trained"].model(x)
+    bias = torch.tensor([0.0, 0.0, 50.0])  # large enough to make "spot" win everywhere
+    (tmp_path / "adj" / "checkpoints").mkdir(parents=True)
+    torch.save({**ckpt, "logit_bias": bias, "logit_adjustment": {"tau": 1.0}}, tmp_path / "adj" / "checkpoints" / "best.pt")
+    trained = load_trained(tmp_path / "adj")
+    assert trained.meta["logit_adjustment"] == {"tau": 1.0}
+    with torch.no_grad():
+        assert torch.allclose(trained.model(x), raw + bias, atol=1e-4)
+    assert {p["label"] for p in predict(trained, _images(tiny["data"])) if "label" in p} == {"spot"}
+    assert evaluate_split(trained, tiny["data"])["per_class"]["spot"]["recall"] == 1.0
+    res = export_onnx(trained, tmp_path / "adj.onnx")
+    assert res["verified"] and res["top1_agreement"] == 1.0
+    torch.save({**ckpt, "logit_bias": torch.zeros(5)}, tmp_path / "adj" / "checkpoints" / "best.pt")
+    with pytest.raises(InferenceError, match="logit_bias that does not match its 3 classes"):
+        load_trained(tmp_path / "adj")

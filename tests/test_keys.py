@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -294,6 +295,44 @@ def test_sampler_draws_minority_classes_more_often(tmp_path):
     assert shares["shuffle"] == pytest.approx(4 / 24)  # 20 vs 4 training images
     assert shares["sqrt"] == pytest.approx(2 / (2 + 20 ** 0.5), abs=0.03)
     assert shares["balanced"] == pytest.approx(0.5, abs=0.03)
+
+
+@covers("logit_adjustment")
+def test_logit_adjustment_takes_the_training_prior_out(tmp_path):
+    """A model biased towards the class it saw 5x more often: tau ~ 1 removes that prior on validation;
+    equal shares change nothing; in a run, best.pt's record matches its val evaluation, and off fits nothing."""
+    import trainpilot
+    from trainpilot.data.synthetic import make_defect_dataset
+    from trainpilot.priors import choose, training_shares
+
+    shares = training_shares([40, 8], "shuffle", None, ["a", "b"])
+    assert shares.tolist() == pytest.approx([5 / 6, 1 / 6])
+    margin = torch.cat([torch.linspace(-4.0, -2.0, 10), torch.linspace(-1.5, 0.5, 10)])  # log p(b) - log p(a)
+    log_probs = torch.stack([torch.zeros(20), margin], 1).log_softmax(1)
+    labels = torch.tensor([0] * 10 + [1] * 10)
+    adj = choose(log_probs, labels, shares, "macro_f1")
+    assert 0.75 <= adj.tau <= 1.25 and adj.after == 1.0 > adj.before, adj
+    assert adj.bias[1] - adj.bias[0] == pytest.approx(adj.tau * math.log(5), abs=1e-5)
+    for equal in (training_shares([40, 8], "balanced", None, ["a", "b"]),
+                  training_shares([40, 8], "shuffle", {"a": 0.6, "b": 3.0}, ["a", "b"])):
+        flat = choose(log_probs, labels, equal, "macro_f1")
+        assert flat.tau == 0 and flat.bias == [0.0, 0.0] and "equally" in flat.reason
+
+    data = make_defect_dataset(tmp_path / "imb", per_class=40, image_size=32, seed=3, classes=("a", "b"),
+                               counts={"b": 10}, splits={"train": 0.5, "val": 0.5})
+    for mode in ("auto", "off"):
+        run = trainpilot.train({**TINY, "data_dir": str(data), "logit_adjustment": mode, "monitor": "val_macro_f1"},
+                               runs_dir=tmp_path / mode, quiet=True)
+        best = torch.load(run.dir / "checkpoints" / "best.pt", weights_only=True)
+        if mode == "off":
+            assert "logit_adjustment" not in best and "logit_adjustment" not in run.summary
+            continue
+        record = best["logit_adjustment"]
+        assert record == run.summary["logit_adjustment"] and record["shares"] == pytest.approx([0.8, 0.2], abs=0.01)
+        assert set(record["scores"]) == {f"{t:g}" for t in (0, .25, .5, .75, 1, 1.25, 1.5, 1.75, 2)}
+        assert record["before"] == record["scores"]["0"] and record["after"] == record["scores"][f"{record['tau']:g}"]
+        assert run.summary["final"]["val"]["macro_f1"] == pytest.approx(record["after"], abs=1e-6)
+        assert ("logit_bias" in best) is (record["tau"] > 0)
 
 
 @covers("resize_mode")

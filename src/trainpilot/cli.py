@@ -238,6 +238,10 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
     if latest:
         changed = sum(1 for r in latest if r.get("changes"))
         lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in {run.root / 'reports'}")
+    adj = summary.get("logit_adjustment")
+    if adj:
+        shown = (f"tau {adj['tau']:g} ({adj['reason']})" if adj["tau"] else f"none ({adj['reason']})")
+        lines.append(f"class prior     {shown}")
     for split, m in (summary.get("final") or {}).items():
         lines.append(f"best.pt on {split:<5}accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f} "
                      f"({m['num_images']} images)")

@@ -195,6 +195,12 @@ class TrainConfig(_Strict):
     compile: bool = _f(False, "torch.compile the model (slow start, faster steps on long runs). [new]")
     monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = _f(
         "val_accuracy", "Validation metric for best.pt, early stopping and the tuning controller. (auto) [new]")
+    logit_adjustment: Literal["auto", "off"] = _f(
+        "auto", "After training, take the class shares the loss saw (sampler x class weights) out of best.pt's "
+                "scores: tau x log(share) is subtracted from the logits, with tau in 0..2 chosen on the validation "
+                "split for the monitored metric (macro-F1 when it is val_loss) and 0 unless it beats the raw "
+                "model there. No change when every class reached the loss equally. Evaluation, predict and the "
+                "ONNX export include it; off keeps the raw argmax. [new]")
     lr_step_size: int = _f(0, "StepLR step (epochs); also spaces MultiStepLR milestones; 0 means num_epochs // 3. [new]", ge=0, le=10000)
     lr_gamma: float = _f(0.1, "Decay factor for StepLR/MultiStepLR/ReduceLROnPlateau; ExponentialLR reaches min_lr-ish at the end when 0. [new]", ge=0.0, lt=1.0)
     lr_patience: int = _f(3, "ReduceLROnPlateau patience in epochs. [new]", ge=0, le=1000)

@@ -36,6 +36,47 @@ def write_evaluation(reports_dir: Path, result: dict) -> dict[str, Path]:
     return out
 
 
+def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict | None:
+    """Fit the class-prior correction of :mod:`trainpilot.priors` on the val split and store it in best.pt
+    (``logit_bias``, ``logit_adjustment``); returns the adjustment's record, or None when there is nothing
+    to fit (no best.pt, no val split, ``logit_adjustment=off``)."""
+    import torch
+
+    from trainpilot.config import build_config
+    from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
+    from trainpilot.engine.live import resolve_class_weights
+    from trainpilot.inference import _probabilities, load_trained
+    from trainpilot.priors import choose, metric_for, training_shares
+
+    best = run_root / "checkpoints" / "best.pt"
+    if not best.exists() or data_index.val is None or not len(data_index.val):
+        return None
+    ckpt = load_checkpoint(best)
+    fitted = ckpt.pop("logit_bias", None) is not None  # a resumed run fits it again, on the raw scores
+    ckpt.pop("logit_adjustment", None)
+    if fitted:
+        atomic_save(ckpt, best)
+    cfg = build_config(ckpt["config"])
+    if cfg.logit_adjustment == "off":
+        return None
+    classes = [str(c) for c in ckpt["class_names"]]
+    remap = [classes.index(c) for c in data_index.classes]
+    counts = [0] * len(classes)
+    for label in data_index.train.labels:
+        counts[remap[int(label)]] += 1
+    shares = training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
+    trained = load_trained(run_root, "best", device=device)
+    good, probs, _ = _probabilities(trained, list(data_index.val.paths), batch_size)
+    labels = torch.tensor([remap[int(data_index.val.labels[i])] for i in good], dtype=torch.long)
+    adjustment = choose(probs.double().clamp(min=1e-12).log(), labels, shares, metric_for(cfg.monitor))
+    record = adjustment.to_dict()
+    ckpt["logit_adjustment"] = record
+    if adjustment.tau > 0:
+        ckpt["logit_bias"] = torch.tensor(adjustment.bias, dtype=torch.float32)
+    atomic_save(ckpt, best)
+    return record
+
+
 def evaluate_best(run_root: Path, data_index, device, batch_size: int) -> dict[str, dict]:
     """best.pt on the run's val split and, when the dataset has one, its test split."""
     from trainpilot.inference import evaluate_files, load_trained
@@ -53,6 +94,7 @@ def evaluate_best(run_root: Path, data_index, device, batch_size: int) -> dict[s
         result = evaluate_files(trained, list(part.paths), [remap[i] for i in part.labels], split,
                                 Path(data_index.root), batch_size)
         result["epoch"], result["source"] = trained.meta.get("epoch"), trained.meta.get("source")
+        result["logit_adjustment"] = trained.meta.get("logit_adjustment")
         results[split] = result
         write_evaluation(run_root / "reports", result)
     return results
@@ -61,4 +103,5 @@ def evaluate_best(run_root: Path, data_index, device, batch_size: int) -> dict[s
 def final_metrics(results: dict[str, dict]) -> dict:
     """The headline numbers of :func:`evaluate_best` for summary.json."""
     return {split: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "num_images": r["num_images"],
-                    "epoch": r.get("epoch"), "source": r.get("source")} for split, r in results.items()}
+                    "epoch": r.get("epoch"), "source": r.get("source"),
+                    "logit_tau": (r.get("logit_adjustment") or {}).get("tau", 0.0)} for split, r in results.items()}

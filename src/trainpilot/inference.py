@@ -47,7 +47,8 @@ class Trained:
     config: dict
     checkpoint: Path
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    meta: dict = field(default_factory=dict)  # session_id, epoch, source, monitor, value, model_info, model_note
+    meta: dict = field(default_factory=dict)  # session_id, epoch, source, monitor, value, model_info, model_note,
+    # logit_adjustment (see trainpilot.priors)
 
     @property
     def resize_mode(self) -> str:
@@ -124,9 +125,18 @@ def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device:
         raise InferenceError(f"the weights in '{path}' do not fit {info['timm_name']} with {len(class_names)} classes "
                              f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err})") from None
     dev = _pick_device(device)
+    bias = ckpt.get("logit_bias")
+    if bias is not None and not (isinstance(bias, torch.Tensor) and bias.numel() == len(class_names)):
+        raise InferenceError(f"'{path}' holds a logit_bias that does not match its {len(class_names)} classes; "
+                             f"it is damaged or not written by trainpilot")
+    if bias is not None and bool(bias.abs().sum() > 0):
+        from trainpilot.priors import AdjustedLogits
+
+        model = AdjustedLogits(model, bias)
     model = model.to(dev, memory_format=torch.channels_last).eval()
     model_info = ckpt.get("model_info") or info
-    meta = {k: ckpt.get(k) for k in ("session_id", "epoch", "source", "monitor", "value", "model_note")}
+    meta = {k: ckpt.get(k) for k in ("session_id", "epoch", "source", "monitor", "value", "model_note",
+                                     "logit_adjustment")}
     meta.update(model_info=model_info)
     return Trained(model=model, class_names=class_names, image_size=int(ckpt.get("image_size") or cfg.image_size),
                    mean=tuple(model_info.get("mean", info["mean"])), std=tuple(model_info.get("std", info["std"])),
