@@ -116,7 +116,12 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     def advise(cfg, history=stuck):
         return RuleAdvisor().advise(ctx("imbalance", cfg=cfg, history=history))
 
-    assert not proposed(advise(sqrt, stuck[:-2]))  # three epochs at 0 are not yet a window
+    waiting = advise(sqrt, stuck[:-2])
+    assert not proposed(waiting)  # three epochs at 0 are not yet a window, and the report says what it waits for
+    assert 'sqrt sampling already rebalances' in waiting.analysis and '"flies" stays at recall 0 for 4 epochs (so far 3)' \
+        in waiting.analysis, waiting.analysis
+    zh = RuleAdvisor().advise(ctx("imbalance", cfg=sqrt, history=stuck[:-2], lang="zh"))
+    assert "类别权重暂缓" in zh.analysis and "目前 3 轮" in zh.analysis, zh.analysis
     p = advise(sqrt)
     assert proposed(p) == {"use_class_weights": True, "weight_strategy": "log_inverse"}, p.analysis
     assert "rather than the 3.54:1 of balanced weights" in p.analysis, p.analysis
@@ -133,14 +138,16 @@ def test_class_weights_after_a_sampler_make_up_only_what_it_leaves():
     w = full.new_config.class_weights
     assert [n * w[c] for n, c in zip(drawn, CLASSES)] == pytest.approx([sum(counts) / 4] * 4, rel=1e-3)
     # and from full weights there is no step back down to the gentle ones
-    assert not proposed(advise(full.new_config))
+    stays = advise(full.new_config)
+    assert not proposed(stays) and "already weights classes in full (balanced)" in stays.analysis
     # a new sampler under weights that are on recomputes them for the new draws
     resampled = validate_proposal(Proposal(analysis="x", changes=[ProposedChange(key="sampler", value="balanced")]),
                                   full.new_config, IT, counts, CLASSES)
     assert list(resampled.new_config.class_weights.values()) == pytest.approx([1.0] * 4)
     # a balanced sampler leaves no imbalance for weights to fix
     balanced = build_config({**CFG.to_dict(), "sampler": "balanced"})
-    assert not proposed(RuleAdvisor().advise(ctx("imbalance", cfg=balanced)))
+    even = RuleAdvisor().advise(ctx("imbalance", cfg=balanced))
+    assert not proposed(even) and "would count the imbalance twice" in even.analysis
 
 
 def test_sampled_counts_keep_the_epoch_length():
@@ -391,4 +398,6 @@ def test_no_class_weights_when_the_majority_class_is_already_given_up():
         d = diagnose(history, CFG, counts)
         assert d.state("imbalance")
         c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=d, class_names=CLASSES, train_counts=counts)
-        assert ("use_class_weights" in proposed(RuleAdvisor().advise(c))) is expect
+        p = RuleAdvisor().advise(c)
+        assert ("use_class_weights" in proposed(p)) is expect
+        assert ("already gives up the majority class" in p.analysis) is not expect, p.analysis

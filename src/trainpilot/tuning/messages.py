@@ -111,6 +111,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
                            "模型只预测一个类别且损失几乎不变：学习率 x{f:g}"),
     "why.lr_plateau": ("the monitored metric has stopped improving: learning rate x{f:g}", "监控指标不再提升：学习率 x{f:g}"),
     "why.lr_unstable": ("the validation loss oscillates: learning rate x{f:g}", "验证损失振荡：学习率 x{f:g}"),
+    # -- why a remedy waits -------------------------------------------------------------------------------
+    "wait.drawn_even": ("no class weights: as drawn ({s} sampling) the classes are within {r:.3g}:1 already, so the "
+                        "weights would all be about 1.0", "不加类别权重：按当前采样（{s}）各类抽取比例已在 {r:.3g}:1 以内，"
+                        "权重都将接近 1.0"),
+    "wait.majority_low": ("no class weights: the model already gives up the majority class more than the rest (its "
+                          "recall {a:.2f}, the mean {m:.2f}); more weight on the others would trade more of it",
+                          "不加类别权重：模型对多数类的召回率（{a:.2f}）已低于平均（{m:.2f}），再加权会进一步牺牲多数类"),
+    "wait.sampler": ("class weights wait: {s} sampling already rebalances what the loss sees; they come if \"{name}\" "
+                     "stays at recall 0 for {w} epochs (so far {n})", "类别权重暂缓：{s} 采样已平衡损失所见的类别比例；"
+                     "若“{name}”的召回率连续 {w} 轮为 0（目前 {n} 轮）再启用"),
+    "wait.full_weights": ("the loss already weights classes in full ({s}); no stronger class-balance remedy",
+                          "损失已按类别完全加权（{s}），没有更强的类别平衡措施"),
+    "wait.balanced_sampler": ("every class is already drawn equally often (balanced sampling): loss weights on top "
+                              "would count the imbalance twice", "各类已被等频抽取（balanced 采样）：再加损失权重会重复补偿不均衡"),
     # -- the rule advisor's text ------------------------------------------------------------------------
     "txt.diag": ("Diagnosis", "诊断"),
     "txt.sev": ("severity", "严重程度"),

@@ -181,23 +181,30 @@ def _overfitting(r: _Ctx) -> list[Remedy]:
 def _class_weights(r: _Ctx) -> list[Remedy]:
     """Loss weights for the minority classes, on the imbalance the sampler leaves: gentle (log_inverse)
     first when that is beyond 8:1 or a sampler already rebalances, then escalated to balanced. After a
-    rebalancing sampler, each step waits for the minority class to stay at recall 0 for a whole window."""
+    rebalancing sampler, each step waits for the minority class to stay at recall 0 for a whole window.
+    Where it waits, the remedy is a note (no changes) that says why, so a report never repeats a bare
+    "imbalance: no changes"."""
     cfg, f = r.cfg, r.f
     ratio, recall = f.sampled_ratio, f.minority_recall if math.isfinite(f.minority_recall) else f.min_class_recall
-    if ratio < IMBALANCED or not recall < 0.5:
-        return []  # balanced as drawn: class weights would all be about 1.0 and change nothing
+    if not recall < 0.5:
+        return []
+    if ratio < IMBALANCED:
+        return [([], "wait.drawn_even", {"r": ratio, "s": cfg.sampler})]  # weights would all be about 1.0
     if f.majority_recall < f.mean_class_recall:
-        return []  # the model already gives up the majority class more than the rest: more weight would trade more of it
-    if cfg.sampler != "shuffle" and f.minority_zero_epochs < r.ctx.it_cfg.imbalance_evaluation_window:
+        # the model already gives up the majority class more than the rest: more weight would trade more of it
+        return [([], "wait.majority_low", {"a": f.majority_recall, "m": f.mean_class_recall})]
+    window = r.ctx.it_cfg.imbalance_evaluation_window
+    if cfg.sampler != "shuffle" and f.minority_zero_epochs < window:
         # a sampler already rebalances what the loss sees; weights on top trade majority-class precision for
         # minority recall twice over. Add them only once the minority class has stayed unfound for as long as a
         # remedy is given to work, rather than for a recall that is merely still low.
-        return []
+        return [([], "wait.sampler", {"s": cfg.sampler, "name": f.minority_class or f.worst_class, "w": window,
+                                      "n": f.minority_zero_epochs})]
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
         # the gentle weights did not lift the minority recall: escalate to the full ratio
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
     if cfg.use_class_weights and cfg.weight_strategy in ("balanced", "inverse"):
-        return []  # full weights already: never back down to gentler ones for lagging recall
+        return [([], "wait.full_weights", {"s": cfg.weight_strategy})]  # never back down to gentler ones
     units: list[tuple[str, Any]] = [("use_class_weights", True)]
     if (ratio > GENTLE_WEIGHTS_ABOVE or cfg.sampler != "shuffle") and cfg.weight_strategy in ("balanced", "inverse", "none"):
         # balanced weights would be ratio:1, so a batch's few minority images would dominate its gradient;
@@ -213,7 +220,7 @@ def _imbalance(r: _Ctx) -> list[Remedy]:
     if r.ctx.diagnosis.state("majority") is not None:
         return []  # the collapse's remedies escalate one step at a time; weights are one of those steps
     if r.cfg.sampler == "balanced":
-        return []  # every class is already drawn equally often: loss weights on top would count it twice
+        return [([], "wait.balanced_sampler", {})]  # loss weights on top would count the imbalance twice
     return _class_weights(r)
 
 
@@ -267,6 +274,9 @@ class RuleAdvisor(Advisor):
             if st.state == "underfitting" and diag.features.lr_verdict == "too_low":
                 quota = 3  # a larger lr, more optimizer steps and no early decay all serve the same end
             for units, why, args in REMEDIES.get(st.state, lambda _: [])(r):
+                if not units:  # the remedy waits: say why
+                    skipped.append(f"{label}{col}{say(why, lang, **args)}")
+                    continue
                 if taken >= quota or len(chosen) >= MAX_CHANGES:
                     break
                 todo = [(k, v) for k, v in units if k not in chosen and v != getattr(ctx.cfg, k)]
