@@ -4,8 +4,9 @@
 of them one analysis may take. States are treated most severe first. A remedy that would repeat a
 change rolled back earlier in this run (same key, same direction), or that changes nothing, is
 skipped and the next one is taken instead; an imbalance remedy that was rolled back comes back once
-the minority class has stayed at recall 0 for as long again (:func:`blocked_changes`). The advisor
-reads the diagnosis it is given and never diagnoses again.
+the minority class has stayed at recall 0 for as long again (:func:`blocked_changes`). A remedy with no
+changes is a note: why the state gets nothing now (it lands under "Skipped"). The advisor reads the
+diagnosis it is given and never diagnoses again.
 """
 
 from __future__ import annotations
