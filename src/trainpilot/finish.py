@@ -61,9 +61,8 @@ def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict | N
         return None
     classes = [str(c) for c in ckpt["class_names"]]
     remap = [classes.index(c) for c in data_index.classes]
-    counts = [0] * len(classes)
-    for i, n in enumerate(data_index.counts("train")):
-        counts[remap[i]] = n
+    train = dict(zip(data_index.classes, data_index.counts("train")))
+    counts = [train.get(c, 0) for c in classes]
     shares = training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
     trained = load_trained(run_root, "best", device=device)
     good, probs, _ = _probabilities(trained, list(data_index.val.paths), batch_size)
