@@ -63,9 +63,6 @@ def train(
 ) -> None:
     """Train a classifier; writes a run directory under --runs-dir. The shortcuts (--model, --epochs, ...)
     are the same as --set KEY=VALUE; a later --set wins."""
-    from trainpilot.api import train as run_training
-    from trainpilot.engine.signals import EXIT_CODES
-
     shortcuts = {"data_dir": str(data) if data is not None else None, "model_name": model, "num_epochs": epochs,
                  "batch_size": batch_size, "image_size": img_size, "learning_rate": lr, "device": device,
                  "use_pretrained": pretrained}
@@ -76,12 +73,23 @@ def train(
         if given or set_ or config or name:
             raise ValueError("--resume continues a run with its own config; drop --config, --set, --name and the "
                              "shortcut options")
+        from trainpilot.api import train as run_training
+
         result = run_training(resume=resume, quiet=quiet, json_logs=json_logs, console=_console(quiet))
     else:
-        result = run_training(config, overrides=given + list(set_ or []), runs_dir=runs_dir, name=name, quiet=quiet,
-                              json_logs=json_logs, console=_console(quiet))
+        # a bad key, value or data folder fails here, in a second, before the engine (torch, timm) is loaded
+        from trainpilot.config import input_path, load_config
+
+        cfg = load_config(config, given + list(set_ or []))
+        input_path(cfg, "data_dir")
+        from trainpilot.api import train as run_training
+
+        result = run_training(cfg, runs_dir=runs_dir, name=name, quiet=quiet, json_logs=json_logs,
+                              console=_console(quiet))
     _print_summary(result.summary, json_logs)
     if result.summary.get("interrupted_by"):
+        from trainpilot.engine.signals import EXIT_CODES
+
         sys.exit(EXIT_CODES.get(result.summary["interrupted_by"], 130))
 
 
