@@ -215,6 +215,19 @@ def test_a_starved_run_gets_more_lr_more_steps_and_no_early_decay():
     assert not v.rejected and v.new_config.accumulation_steps == 1
 
 
+def test_noisy_labels_get_a_note_and_no_lr_raise():
+    """Wrong labels keep the train accuracy low: that is no reason for a larger lr, and no training change
+    fixes them; the note points at the list of suspect images."""
+    from test_diagnosis import FLIPPED, SIX, measured
+
+    history, counts = measured(FLIPPED, 8), [210] * 6
+    for lang, text in (("en", "reports/suspect_labels.csv lists"), ("zh", "重新标注")):
+        c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=diagnose(history, CFG, counts),
+                           class_names=SIX, train_counts=counts, past_interventions=[], language=lang)
+        p = RuleAdvisor().advise(c)
+        assert proposed(p) == {} and text in p.analysis and "24%" in p.analysis, p.analysis
+
+
 def test_rule_analysis_in_chinese():
     p = RuleAdvisor().advise(ctx("overfitting", lang="zh"))
     assert p.analysis.startswith("诊断") and "连续 3 轮上升" in p.analysis and "过拟合" in p.changes[0].reason

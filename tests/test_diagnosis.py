@@ -191,3 +191,55 @@ def test_a_model_that_predicts_only_the_majority_class_is_diagnosed_as_such():
     assert not diagnose(_collapsed_history(), CFG, COUNTS).state("majority")
     healthy = diagnose(SCENARIOS["healthy"], CFG, COUNTS)
     assert not healthy.features.at_baseline and healthy.features.minority_zero_epochs == 0
+
+
+# train/val accuracy per epoch, measured on neu-cls (bench/pathologies.py, seed 42, 15 epochs, controller off)
+FLIPPED = ("0.31/0.41 0.40/0.46 0.44/0.65 0.52/0.79 0.57/0.76 0.59/0.78 0.59/0.79 0.59/0.83 0.62/0.84 0.62/0.85 "
+           "0.65/0.84 0.65/0.86 0.66/0.86 0.66/0.86 0.67/0.86")  # a fifth of the training labels flipped
+HEALTHY = ("0.44/0.31 0.58/0.74 0.67/0.82 0.77/0.84 0.78/0.82 0.81/0.86 0.84/0.88 0.85/0.89 0.86/0.93 0.87/0.93 "
+           "0.88/0.92 0.87/0.93 0.89/0.93 0.90/0.94 0.90/0.92")
+SIX = ["a", "b", "c", "d", "e", "f"]
+
+
+def measured(curve: str, epochs: int, **kw):
+    ta, va = zip(*(map(float, p.split("/")) for p in curve.split()[:epochs]))
+    tl = [1.6 - 0.9 * (1 - 0.8 ** i) for i in range(epochs)]
+    vl = [1.5 - 1.0 * (1 - 0.8 ** i) for i in range(epochs)]
+    return make_history(tl, vl, list(ta), list(va), classes=SIX, **kw)
+
+
+def test_mislabelled_training_images_read_as_noisy_labels_not_underfitting():
+    for epochs in range(5, 16):
+        d = diagnose(measured(FLIPPED, epochs), CFG, [210] * 6)
+        assert d.primary == "noisy_labels" and d.state("underfitting") is None, (epochs, d.to_dict())
+        assert 0.2 <= d.features.label_disagreement <= 0.3
+    (ev,) = d.state("noisy_labels").evidence
+    assert "0.670" in ev and "0.860" in ev and "22%" in ev and "mislabelled" in ev
+    assert "标错" in d.in_language("zh").state("noisy_labels").evidence[0]
+    # at epoch 3 the low train accuracy is still read as underfitting: one epoch of it is no pattern yet
+    assert diagnose(measured(FLIPPED, 3), CFG, [210] * 6).state("noisy_labels") is None
+
+
+def test_a_healthy_run_never_reads_as_noisy_labels():
+    """Augmentation keeps a healthy run's train accuracy a few points below its val accuracy, and early on
+    the epoch's average lags far behind: neither is a labelling problem."""
+    for epochs in range(2, 16):
+        d = diagnose(measured(HEALTHY, epochs), CFG, [210] * 6)
+        assert d.state("noisy_labels") is None, (epochs, d.to_dict())
+        assert epochs <= 3 or d.features.label_disagreement < 0.1, epochs  # epochs 1-3: not measured yet
+    mixed = build_config({"advanced_augmentation_enabled": True})  # mixup: train accuracy on mixed images means little
+    assert diagnose(measured(FLIPPED, 10), mixed, [210] * 6).state("noisy_labels") is None
+
+
+def test_noisy_labels_are_judged_on_the_class_mix_the_sampler_draws():
+    """Balanced sampling trains on a mix rich in hard minority images, while val accuracy is mostly the easy
+    majority class: the train accuracy to expect is val recall per class, weighted as the sampler draws."""
+    counts, recalls = [700, 20, 20, 20, 20, 20], [0.97, 0.6, 0.6, 0.6, 0.6, 0.6]
+    balanced = build_config({"sampler": "balanced"})
+    drawn = 0.97 / 6 + 0.6 * 5 / 6  # 0.66: what a balanced draw of these classes scores
+    hist = make_history([1.0 - 0.05 * i for i in range(8)], [0.9 - 0.04 * i for i in range(8)], [drawn - 0.02] * 8,
+                        [0.93] * 8, recalls=[recalls] * 8, classes=SIX)
+    d = diagnose(hist, balanced, counts)
+    assert d.state("noisy_labels") is None and d.features.label_disagreement < 0.05, d.to_dict()
+    # the same curves with the shuffle sampler: training draws as val does, so 0.64 against 0.93 is disagreement
+    assert diagnose(hist, CFG, counts).state("noisy_labels") is not None

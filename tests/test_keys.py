@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import SEED_DIR, TINY
+from conftest import NEU, SEED_DIR, TINY
 from trainpilot.api import build_trainer
 from trainpilot.config import ConfigError, TrainConfig, build_config
 from trainpilot.engine import precision as prec
@@ -333,6 +333,51 @@ def test_logit_adjustment_takes_the_training_prior_out(tmp_path):
         assert record["before"] == record["scores"]["0"] and record["after"] == record["scores"][f"{record['tau']:g}"]
         assert run.summary["final"]["val"]["macro_f1"] == pytest.approx(record["after"], abs=1e-6)
         assert ("logit_bias" in best) is (record["tau"] > 0)
+
+
+@covers("suspect_labels")
+def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path):
+    """Per-class thresholds: an image is a suspect when another class reaches its own bar and beats the
+    rest; in a run, images filed under the wrong class are listed, and off writes nothing."""
+    import trainpilot
+    from trainpilot.data.synthetic import make_defect_dataset
+    from trainpilot.suspects import confident_suspects
+
+    probs = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.85, 0.05],  # filed under 0; the third looks like 1
+                          [0.2, 0.8, 0.0], [0.3, 0.7, 0.0],                      # filed under 1
+                          [0.3, 0.3, 0.4], [0.4, 0.2, 0.4]])                     # a hard class 2 (self-confidence 0.4)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    assert confident_suspects(probs, labels) == [(2, 1)]  # class 2's low bar keeps its own images; 0.4 < 0.6 for 0
+
+    # real neu-cls images, two classes, three "patches" filed under "scratches"; the packaged ImageNet lite0
+    data = tmp_path / "neu2"
+    for split, n in (("train", 30), ("val", 15)):
+        for c in ("patches", "scratches"):
+            (data / split / c).mkdir(parents=True)
+            for f in sorted((NEU / split / c).iterdir())[:n]:
+                (data / split / c / f.name).symlink_to(f)
+    for f in sorted((data / "train" / "patches").iterdir())[:3]:
+        f.rename(data / "train" / "scratches" / f"moved_{f.name}")
+    cfg = {**TINY, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
+           "num_epochs": 3, "data_dir": str(data)}
+    run = trainpilot.train(cfg, runs_dir=tmp_path / "on", quiet=True)
+    rec = run.summary["suspect_labels"]
+    rows = (run.dir / rec["file"]).read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0] == "file,label,suggested,p_label,p_suggested" and rec["images"] == 60 and rec["count"] == len(rows) - 1
+    listed = [r.split(",") for r in rows[1:]]
+    hits = [r for r in listed if "moved_" in r[0]]
+    assert len(hits) >= 2 and all(r[1:3] == ["scratches", "patches"] for r in hits), rows  # 2 of the 3, at least
+    assert len(hits) >= len(listed) / 2, rows  # and mostly those
+    assert [float(r[3]) for r in listed] == sorted(float(r[3]) for r in listed)  # most doubtful first
+    from trainpilot.runs import Run
+
+    assert [r["file"] for r in Run.open(run.dir).suspect_labels] == [r[0] for r in listed]  # the one reader
+    page = (run.dir / "reports" / "summary.html").read_text(encoding="utf-8")
+    assert "Training images that look mislabelled" in page and hits[0][0] in page
+    tiny = make_defect_dataset(tmp_path / "tiny", per_class=8, image_size=32, seed=4, classes=("a", "b"))
+    off = trainpilot.train({**TINY, "data_dir": str(tiny), "num_epochs": 1, "suspect_labels": False},
+                           runs_dir=tmp_path / "off", quiet=True)
+    assert "suspect_labels" not in off.summary and not (off.dir / "reports" / "suspect_labels.csv").exists()
 
 
 @covers("resize_mode")

@@ -259,6 +259,12 @@ def _finish(tr: Trainer, run: RunDir, tb_sink, data, notices: list[str]) -> dict
     write_json_atomic(run.resolved_config, {**tr.cfg.to_dict(), "model_name_resolved": tr.model_info["timm_name"]})
     results = evaluate_best(run.root, data.index, tr.device, tr.cfg.batch_size * 2)
     extra["final"] = final_metrics(results)
+    if tr.cfg.suspect_labels:
+        from trainpilot.suspects import write_suspect_labels
+
+        suspects = write_suspect_labels(run.root, data.index, tr.device, tr.cfg.batch_size * 2)
+        if suspects is not None:
+            extra["suspect_labels"] = suspects
     if tb_sink is not None:
         val = results.get("val")
         cm_png = run.reports / "confusion_matrix_val.png" if val else None

@@ -253,6 +253,10 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
     for split, m in (summary.get("final") or {}).items():
         lines.append(f"best.pt on {split:<5}accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f} "
                      f"({m['num_images']} images)")
+    sus = summary.get("suspect_labels")
+    if sus and sus["count"]:
+        lines.append(f"suspect labels  {sus['count']} of {sus['images']} training images ({sus['share']:.1%}) are "
+                     f"confidently called another class: {Path(str(summary.get('run_dir'))) / sus['file']}")
     if summary.get("summary_html"):
         lines.append(f"summary         {summary['summary_html']}")
     lines.append(f"stopped         {summary.get('stop_reason')}")

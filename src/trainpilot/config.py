@@ -201,6 +201,10 @@ class TrainConfig(_Strict):
                 "split for the monitored metric (macro-F1 when it is val_loss) and 0 unless it beats the raw "
                 "model there. No change when every class reached the loss equally. Evaluation, predict and the "
                 "ONNX export include it; off keeps the raw argmax. [new]")
+    suspect_labels: bool = _f(
+        True, "After training, score the training images with best.pt and list those whose label it confidently "
+              "contradicts (confident learning: per-class thresholds) in reports/suspect_labels.csv, most doubtful "
+              "first, for a person to check. Nothing is relabelled. [new]")
     lr_step_size: int = _f(0, "StepLR step (epochs); also spaces MultiStepLR milestones; 0 means num_epochs // 3. [new]", ge=0, le=10000)
     lr_gamma: float = _f(0.1, "Decay factor for StepLR/MultiStepLR/ReduceLROnPlateau; ExponentialLR reaches min_lr-ish at the end when 0. [new]", ge=0.0, lt=1.0)
     lr_patience: int = _f(3, "ReduceLROnPlateau patience in epochs. [new]", ge=0, le=1000)

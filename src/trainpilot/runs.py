@@ -12,6 +12,7 @@ a running run from a crashed one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -238,6 +239,17 @@ class Run:
             if data is not None:
                 out[p.stem.removeprefix("evaluation_")] = data
         return out
+
+    @property
+    def suspect_labels(self) -> list[dict]:
+        """The training images best.pt confidently calls another class (reports/suspect_labels.csv), most
+        doubtful first; empty when the run has none or did not look."""
+        path = self.root / "reports" / "suspect_labels.csv"
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as f:
+                return [row for row in csv.DictReader(f) if row.get("file")]
+        except (OSError, csv.Error, UnicodeDecodeError):
+            return []
 
     @property
     def checkpoints(self) -> dict[str, Path]:

@@ -139,8 +139,20 @@ def _timeline(adjs: list[dict], L: str) -> str:
     return "\n".join(out + [_table(head, rows, num_cols=(0,))])
 
 
+def _suspects(rows: list[dict], L: str, shown: int = 20) -> str:
+    """The training images best.pt contradicts (the first ``shown``, most doubtful first)."""
+    if not rows:
+        return ""
+    head = [tr(L, k) for k in ("html_file", "html_label", "html_suggested", "html_p_label", "html_p_suggested")]
+    body = [[_esc(r["file"]), _esc(r["label"]), _esc(r["suggested"]), _esc(r["p_label"]), _esc(r["p_suggested"])]
+            for r in rows[:shown]]
+    note = tr(L, "html_suspects_note").format(n=len(rows), shown=min(shown, len(rows)))
+    return (f"<h2>{_esc(tr(L, 'html_suspects'))}</h2><p class='muted'>{_esc(note)}</p>"
+            + _table(head, body, num_cols=(3, 4)))
+
+
 def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str = "en",
-                        run_name: str = "", best_val: dict | None = None) -> str:
+                        run_name: str = "", best_val: dict | None = None, suspects: list[dict] | None = None) -> str:
     """The summary page for already-loaded metric records and (merged) adjustments; ``best_val`` is
     best.pt's final evaluation on val (its confusion matrix is shown instead of the last epoch's)."""
     L = norm_lang(lang)
@@ -161,6 +173,7 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
     else:
         parts.append(f"<p class='muted'>{_esc(tr(L, 'html_no_metrics'))}</p>")
     parts.append(_timeline(adjustments, L))
+    parts.append(_suspects(suspects or [], L))
     html_lang = "zh-CN" if L == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -176,6 +189,7 @@ def write_summary_html(run_dir: Path, lang: str = "en") -> Path:
     run = Run(Path(run_dir))
     out = run.root / "reports" / "summary.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = render_summary_html(run.records, run.adjustments, lang, run.id, run.evaluations.get("val"))
+    page = render_summary_html(run.records, run.adjustments, lang, run.id, run.evaluations.get("val"),
+                               run.suspect_labels)
     atomic_write_text(out, page)
     return out

@@ -1,8 +1,8 @@
 """Diagnose a run from its whole metric history.
 
 :func:`diagnose` computes the features once (:func:`trainpilot.tuning.features.compute_features`)
-and runs an ordered registry of small detectors, one per state (diverging, underfitting, collapsed
-to the majority class, overfitting, plateau, unstable, imbalance). Each detector reads the features
+and runs an ordered registry of small detectors, one per state (diverging, noisy labels, underfitting,
+collapsed to the majority class, overfitting, plateau, unstable, imbalance). Each detector reads the features
 and the states found before it, and returns a :class:`State` with a severity in [0, 1] and its
 findings as message keys (rendered in zh or en by :mod:`trainpilot.tuning.messages`). Adding a
 state is adding one function here, one remedy row in the rule table and its sentences.
@@ -20,10 +20,14 @@ from trainpilot.tuning.features import (  # noqa: F401  (re-exported: the diagno
     FLAT_REL, IMBALANCED, Features, compute_features, epoch_rows, fine_tuning, finite, num, run_up, slope, typical_lr)
 from trainpilot.tuning.messages import Msg
 
-STATES = ("healthy", "underfitting", "majority", "overfitting", "diverging", "plateau", "unstable", "imbalance")
+STATES = ("healthy", "underfitting", "majority", "overfitting", "diverging", "plateau", "unstable", "imbalance",
+          "noisy_labels")
 MIN_SEVERITY = 0.3       # weaker findings stay in the features only
 PLATEAU_REL = 0.01       # relative improvement of the monitored metric over the window
 COLLAPSE_RECALL = 0.2    # a class below this recall (while the mean is higher) has collapsed
+# a healthy run's training accuracy (augmented, averaged over the epoch) lags its val accuracy by a few
+# points; a tenth or more of training labels the model keeps rejecting, epoch after epoch, are wrong labels
+NOISY_LABELS = 0.12
 
 
 @dataclass
@@ -115,9 +119,23 @@ def _diverging(f: Features, found: dict[str, State]) -> State | None:
     return _state("diverging", sev, ev) if ev else None
 
 
+@detector("noisy_labels")
+def _noisy_labels(f: Features, found: dict[str, State]) -> State | None:
+    """The model gets held-out images right far more often than the training images' own labels: those
+    labels are wrong (a mislabelled share of the training set), not a model that cannot fit."""
+    if (not f.label_disagreement >= NOISY_LABELS or f.mixup or f.near_chance or f.at_baseline
+            or "diverging" in found):
+        return None
+    ev = [Msg("ev.noisy_labels", {"ta": f.train_accuracy, "va": f.val_accuracy, "share": f.label_disagreement,
+                                  "w": f.window})]
+    return _state("noisy_labels", 0.55 + min(0.3, f.label_disagreement), ev)
+
+
 @detector("underfitting")
 def _underfitting(f: Features, found: dict[str, State]) -> State | None:
     if "diverging" in found:  # a diverging run fits poorly because it diverges; that remedy comes first
+        return None
+    if "noisy_labels" in found:  # the training accuracy is low because the labels are wrong
         return None
     ta = f.train_accuracy
     if f.near_chance:

@@ -171,6 +171,11 @@ class Features:
     zero_recall_classes: int = 0
     at_baseline: bool = False          # predicts (almost) only one class: no better than the majority baseline
     minority_zero_epochs: int = 0      # epochs in a row the minority class had recall 0
+    # 1 - train accuracy / the accuracy the model has on val, weighted as the sampler draws the classes: the
+    # share of training labels the model disagrees with beyond what it gets wrong on held-out images (the
+    # smallest value over the last window epochs)
+    label_disagreement: float = math.nan
+    mixup: bool = False
     lr_evidence: list[Msg] = field(default_factory=list, repr=False)
     series: Series | None = field(default=None, repr=False)
 
@@ -246,7 +251,21 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
         f.plateau_improvement = ((rec - before) / max(abs(before), 1e-8)
                                  if math.isfinite(before) and math.isfinite(rec) else math.nan)
     _class_features(f, rows, counts, names, cfg.sampler)
+    f.mixup = cfg.advanced_augmentation_enabled
+    if n > window:  # the first epoch's train accuracy is an average over a model that was still random
+        f.label_disagreement = min(1 - r["train_acc"] / e if e > 0 else math.nan
+                                   for r in rows[-window:] for e in [_expected_train_acc(r, counts, names, cfg.sampler)])
     return f
+
+
+def _expected_train_acc(row: dict, counts: list[int], names: list[str], sampler: str) -> float:
+    """The val accuracy of ``row`` re-weighted to the class mix the sampler draws for training: the training
+    accuracy to expect if the training labels were as right as the validation labels."""
+    recalls = _recalls(row["per_class"])
+    if not recalls or len(names) != len(counts) or not all(c in recalls for c in names):
+        return row["val_acc"]
+    drawn = sampled_counts([max(1, c) for c in counts], sampler)
+    return sum(recalls[c] * d for c, d in zip(names, drawn)) / sum(drawn)
 
 
 def _lr_verdict(f: Features, cfg: TrainConfig) -> None:

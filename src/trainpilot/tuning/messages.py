@@ -19,6 +19,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "state.unstable": ("unstable", "不稳定"),
     "state.imbalance": ("imbalance", "类别不均衡"),
     "state.majority": ("collapsed to the majority class", "退化为只预测多数类"),
+    "state.noisy_labels": ("noisy labels", "标签噪声"),
     # -- evidence -------------------------------------------------------------------------------------
     "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
     "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",
@@ -67,6 +68,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                     "{zero} of {k} classes have recall 0 (macro-F1 {f1:.3f})",
                     "{share:.0%} 的验证图像被预测为 {name}（其中真实为 {name} 的占 {base:.0%}）；{k} 个类别中有 {zero} 个召回率为 0"
                     "（macro-F1 {f1:.3f}）"),
+    "ev.noisy_labels": ("train accuracy {ta:.3f} against val {va:.3f}: the model has rejected at least {share:.0%} of "
+                        "the training labels for {w} epochs, more than it gets wrong on held-out images, so about that "
+                        "share of training images looks mislabelled", "训练准确率 {ta:.3f}，验证 {va:.3f}：连续 {w} 轮模型"
+                        "与至少 {share:.0%} 的训练标签不一致，多于它在验证图像上的错误，约这一比例的训练图像疑似标错"),
     "ev.minority_zero": ("class {name} has had recall 0 for {n} epochs in a row", "类别 {name} 已连续 {n} 轮召回率为 0"),
     "ev.healthy": ("{metric} moved from {a:.4g} to {b:.4g} over the last {w} epochs; no problem found",
                    "最近 {w} 轮 {metric} 从 {a:.4g} 变为 {b:.4g}；未发现问题"),
@@ -121,6 +126,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wait.sampler": ("class weights wait: {s} sampling already rebalances what the loss sees; they come if \"{name}\" "
                      "stays at recall 0 for {w} epochs (so far {n})", "类别权重暂缓：{s} 采样已平衡损失所见的类别比例；"
                      "若“{name}”的召回率连续 {w} 轮为 0（目前 {n} 轮）再启用"),
+    "wait.noisy_labels": ("no training change for wrong labels: relabelling them is the fix; when the run ends, "
+                          "reports/suspect_labels.csv lists the training images the model confidently calls another "
+                          "class (about {share:.0%} of them look mislabelled now)",
+                          "标签错误不靠调整训练来修复，应重新标注：训练结束时 reports/suspect_labels.csv 会列出模型确信"
+                          "属于其他类别的训练图像（目前约 {share:.0%} 疑似标错）"),
     "wait.full_weights": ("the loss already weights classes in full ({s}); no stronger class-balance remedy",
                           "损失已按类别完全加权（{s}），没有更强的类别平衡措施"),
     "wait.balanced_sampler": ("every class is already drawn equally often (balanced sampling): loss weights on top "

@@ -26,7 +26,8 @@ from trainpilot.tuning.messages import say, state_label
 
 from .base import Advisor, AdvisorContext
 
-QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "majority": 1, "plateau": 1, "unstable": 2}
+QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "majority": 1, "plateau": 1, "unstable": 2,
+         "noisy_labels": 0}
 # Schedules that keep lowering the lr by themselves (no plateau cut needed), and schedules that cut it
 # early and hard (a starved run is better off on a cosine); ExponentialLR is both.
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
@@ -241,9 +242,16 @@ def _majority(r: _Ctx) -> list[Remedy]:
     return out
 
 
+def _noisy_labels(r: _Ctx) -> list[Remedy]:
+    """A note, no change: with a share of training labels wrong, the fix is the labels. Leaving the
+    largest-loss images out of the loss (the small-loss rule) cost test macro-F1 in the pathology suite,
+    and raising the lr for the low train accuracy would chase the wrong labels."""
+    return [([], "wait.noisy_labels", {"share": r.f.label_disagreement})]
+
+
 REMEDIES: dict[str, Callable[[_Ctx], list[Remedy]]] = {
     "diverging": _diverging, "underfitting": _underfitting, "majority": _majority, "overfitting": _overfitting,
-    "plateau": _plateau, "unstable": _unstable, "imbalance": _imbalance,
+    "plateau": _plateau, "unstable": _unstable, "imbalance": _imbalance, "noisy_labels": _noisy_labels,
 }
 
 
