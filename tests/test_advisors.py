@@ -226,6 +226,10 @@ def test_noisy_labels_get_a_note_and_no_lr_raise():
                            class_names=SIX, train_counts=counts, past_interventions=[], language=lang)
         p = RuleAdvisor().advise(c)
         assert proposed(p) == {} and text in p.analysis and "24%" in p.analysis, p.analysis
+    quiet = build_config({**CFG.to_dict(), "suspect_labels": False})
+    p = RuleAdvisor().advise(AdvisorContext(cfg=quiet, it_cfg=IT, history=history, class_names=SIX, train_counts=counts,
+                                            diagnosis=diagnose(history, quiet, counts), past_interventions=[]))
+    assert proposed(p) == {} and "set suspect_labels=true" in p.analysis, p.analysis
 
 
 def test_rule_analysis_in_chinese():

@@ -216,6 +216,9 @@ def test_mislabelled_training_images_read_as_noisy_labels_not_underfitting():
     (ev,) = d.state("noisy_labels").evidence
     assert "0.670" in ev and "0.860" in ev and "22%" in ev and "mislabelled" in ev
     assert "标错" in d.in_language("zh").state("noisy_labels").evidence[0]
+    gap = measured(FLIPPED, 8)
+    gap[-2]["accuracy"] = gap[-1]["train_accuracy"] = "nan"  # epoch 8's train accuracy unreadable: not concluded
+    assert diagnose(gap, CFG, [210] * 6).state("noisy_labels") is None
     # at epoch 3 the low train accuracy is still read as underfitting: one epoch of it is no pattern yet
     assert diagnose(measured(FLIPPED, 3), CFG, [210] * 6).state("noisy_labels") is None
 

@@ -253,8 +253,9 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     _class_features(f, rows, counts, names, cfg.sampler)
     f.mixup = cfg.advanced_augmentation_enabled
     if n > window:  # the first epoch's train accuracy is an average over a model that was still random
-        f.label_disagreement = min(1 - r["train_acc"] / e if e > 0 else math.nan
-                                   for r in rows[-window:] for e in [_expected_train_acc(r, counts, names, cfg.sampler)])
+        gaps = [1 - r["train_acc"] / e if e > 0 else math.nan
+                for r in rows[-window:] for e in [_expected_train_acc(r, counts, names, cfg.sampler)]]
+        f.label_disagreement = min(gaps) if all(math.isfinite(g) for g in gaps) else math.nan
     return f
 
 

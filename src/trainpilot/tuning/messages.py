@@ -128,9 +128,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
                      "若“{name}”的召回率连续 {w} 轮为 0（目前 {n} 轮）再启用"),
     "wait.noisy_labels": ("no training change for wrong labels: relabelling them is the fix; when the run ends, "
                           "reports/suspect_labels.csv lists the training images the model confidently calls another "
-                          "class (about {share:.0%} of them look mislabelled now)",
+                          "class (about {share:.0%} of the training labels look wrong now)",
                           "标签错误不靠调整训练来修复，应重新标注：训练结束时 reports/suspect_labels.csv 会列出模型确信"
-                          "属于其他类别的训练图像（目前约 {share:.0%} 疑似标错）"),
+                          "属于其他类别的训练图像（目前约 {share:.0%} 的训练标签疑似有误）"),
+    "wait.noisy_labels_off": ("no training change for wrong labels: relabelling them is the fix (about {share:.0%} of "
+                              "the training labels look wrong now); set suspect_labels=true to have the run list them",
+                              "标签错误不靠调整训练来修复，应重新标注（目前约 {share:.0%} 的训练标签疑似有误）；"
+                              "设置 suspect_labels=true 可在训练结束时列出这些图像"),
     "wait.full_weights": ("the loss already weights classes in full ({s}); no stronger class-balance remedy",
                           "损失已按类别完全加权（{s}），没有更强的类别平衡措施"),
     "wait.balanced_sampler": ("every class is already drawn equally often (balanced sampling): loss weights on top "

@@ -246,7 +246,8 @@ def _noisy_labels(r: _Ctx) -> list[Remedy]:
     """A note, no change: with a share of training labels wrong, the fix is the labels. Leaving the
     largest-loss images out of the loss (the small-loss rule) cost test macro-F1 in the pathology suite,
     and raising the lr for the low train accuracy would chase the wrong labels."""
-    return [([], "wait.noisy_labels", {"share": r.f.label_disagreement})]
+    return [([], "wait.noisy_labels" if r.cfg.suspect_labels else "wait.noisy_labels_off",
+             {"share": r.f.label_disagreement})]
 
 
 REMEDIES: dict[str, Callable[[_Ctx], list[Remedy]]] = {
