@@ -55,6 +55,8 @@ def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool, ove
             "best_val": run.summary.get("best_value"), "stop_reason": run.summary.get("stop_reason"),
             "minutes": round((time.perf_counter() - start) / 60, 2),
             "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "auto": run.summary.get("auto"),
+            "diagnoses": [f"e{a['epoch']} {(a.get('diagnosis') or {}).get('primary')}" for a in latest.values()],
+            "suspect_labels": (run.summary.get("suspect_labels") or {}).get("count"),
             "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
                         for a in latest.values() if a["changes"]]}
 

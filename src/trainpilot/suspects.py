@@ -17,6 +17,7 @@ list then under-reports; it never flags an image the model has not learned to co
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -62,8 +63,6 @@ def write_suspect_labels(run_root: Path, data_index, device, batch_size: int) ->
             path, y = paths[good[i]], int(labels[i])
             shown = path.relative_to(root) if path.is_relative_to(root) else path
             w.writerow([str(shown), names[y], names[j], f"{float(probs[i, y]):.4f}", f"{float(probs[i, j]):.4f}"])
-    by_class: dict[str, int] = {}
-    for i, _ in found:
-        by_class[names[int(labels[i])]] = by_class.get(names[int(labels[i])], 0) + 1
+    by_class = Counter(names[int(labels[i])] for i, _ in found)
     return {"count": len(found), "share": round(len(found) / max(1, len(good)), 4), "images": len(good),
-            "file": str(out.relative_to(run_root)), "by_class": by_class}
+            "file": str(out.relative_to(run_root)), "by_class": dict(by_class)}
