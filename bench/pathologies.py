@@ -24,6 +24,7 @@ from pathlib import Path
 
 import trainpilot
 from trainpilot.inference import evaluate_split, load_trained
+from trainpilot.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_CONFIG = ROOT.parent / "shared" / "seed" / "original_config.json"
@@ -122,10 +123,8 @@ def run_once(data: Path, runs: Path, overrides: dict, controller: bool, epochs: 
 def suspect_hits(run_dir: Path, data: Path) -> dict:
     """How many of reports/suspect_labels.csv are truly mislabelled (a link filed under another class than
     its target's), and what share of the mislabelled training images it found."""
-    csv = run_dir / "reports" / "suspect_labels.csv"
-    rows = csv.read_text(encoding="utf-8-sig").splitlines()[1:] if csv.exists() else []
     wrong = {f.relative_to(data).as_posix() for f in (data / "train").glob("*/*") if f.resolve().parent.name != f.parent.name}
-    listed = {r.split(",")[0] for r in rows}
+    listed = {row["file"] for row in Run(run_dir).suspect_labels}
     hits = len(listed & wrong)
     return {"listed": len(listed), "mislabelled": len(wrong), "precision": round(hits / max(1, len(listed)), 3),
             "recall": round(hits / max(1, len(wrong)), 3)}
