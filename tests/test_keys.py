@@ -374,6 +374,7 @@ def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path)
     assert [r["file"] for r in Run.open(run.dir).suspect_labels] == [r[0] for r in listed]  # the one reader
     page = (run.dir / "reports" / "summary.html").read_text(encoding="utf-8")
     assert "Training images that look mislabelled" in page and hits[0][0] in page
+    assert page.count('<img class="thumb" src="data:image/jpeg;base64,') == min(20, len(listed))  # a look at each
     tiny = make_defect_dataset(tmp_path / "tiny", per_class=8, image_size=32, seed=4, classes=("a", "b"))
     off = trainpilot.train({**TINY, "data_dir": str(tiny), "num_epochs": 1, "suspect_labels": False},
                            runs_dir=tmp_path / "off", quiet=True)

@@ -57,6 +57,28 @@ def test_runs_list_and_run_detail(client):
     assert next(a for a in zh["adjustments"] if a["drawn"])["label"] == "lr ÷2 · 已保留"
 
 
+def test_suspect_labels_come_with_thumbnails_of_files_inside_the_data_folder_only(client, runs, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "train" / "a").mkdir(parents=True)
+    Image.new("L", (300, 120), 90).save(data / "train" / "a" / "x.png")
+    (tmp_path / "secret.png").write_bytes((data / "train" / "a" / "x.png").read_bytes())  # outside the data folder
+    cfg_path = runs / "done" / "config.resolved.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg_path.write_text(json.dumps({**cfg, "data_dir": str(data)}), encoding="utf-8")
+    assert client.get("/api/runs/done").json()["suspects"] is None  # no list written yet: no panel
+    rows = ["file,label,suggested,p_label,p_suggested", "train/a/x.png,a,b,0.05,0.9", "../secret.png,a,b,0.1,0.8",
+            "train/a/gone.png,b,a,0.2,0.7"]
+    (runs / "done" / "reports" / "suspect_labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8-sig")
+    s = client.get("/api/runs/done").json()["suspects"]
+    assert s["count"] == 3 and [r["file"] for r in s["shown"]] == ["train/a/x.png", "../secret.png", "train/a/gone.png"]
+    thumbs = [r["thumb"] for r in s["shown"]]
+    assert thumbs[0].startswith("data:image/jpeg;base64,") and thumbs[1:] == [None, None]
+    page = client.get("/runs/done").text
+    assert 'id="suspects-panel"' in page and "reports/suspect_labels.csv" in page
+
+
 @pytest.mark.parametrize("bad", ["nope", "%2e%2e", "%2e", "..%2F..%2Fetc", "%2Fetc", "%2Ftmp", ".ui", "_demo_dataset"])
 def test_bad_run_ids_are_one_line_404s(client, bad):
     for url in (f"/api/runs/{bad}", f"/runs/{bad}", f"/runs/{bad}/files/status.json"):

@@ -85,6 +85,14 @@ def runs_dir(tmp_path_factory, tiny_data):
              adjustments=[adjustment(8, "kept"), adjustment(12, "no_change"),
                           adjustment(16, "reverted", key="weight_decay", old=0.05, new=0.1),
                           adjustment(22, "kept", key="label_smoothing", old=0.1, new=0.05)])
+    cfg = json.loads((d / "resnet18_baseline" / "config.resolved.json").read_text(encoding="utf-8"))
+    (d / "resnet18_baseline" / "config.resolved.json").write_text(json.dumps({**cfg, "data_dir": str(tiny_data)}),
+                                                                    encoding="utf-8")
+    first = sorted((tiny_data / "train").rglob("*.png"))[:2]
+    (d / "resnet18_baseline" / "reports" / "suspect_labels.csv").write_text(
+        "file,label,suggested,p_label,p_suggested\n" + "".join(
+            f"{f.relative_to(tiny_data).as_posix()},{f.parent.name},other,0.0{i + 1},0.9\n" for i, f in enumerate(first)),
+        encoding="utf-8-sig")
     make_run(d, "mobilenet_small", epochs=24, model="mobilenetv3_small_100", seed=2)
     make_run(d, "effnet_crashed", epochs=7, num_epochs=40, model="tf_efficientnet_lite0", state="crashed", seed=3)
     return d
@@ -161,6 +169,21 @@ def test_runs_page_lists_runs(page, server, live, shots):
     sorted_names = page.eval_on_selector_all("#runs tbody tr", "rows => rows.map(r => r.dataset.run)")
     assert sorted_names == sorted(sorted_names)
     page.screenshot(path=shots / "runs.png", full_page=True)
+
+
+def test_the_suspect_labels_panel_shows_each_image(page, server, shots):
+    page.goto(f"{server}/runs/resnet18_baseline")
+    page.wait_for_selector("#suspects-panel:not([hidden]) #suspects figure img")
+    drawn = page.eval_on_selector_all("#suspects img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert drawn == [True, True]
+    assert "→ other" in page.inner_text("#suspects") and page.inner_text("#suspects-panel .count") == "2 / 2"
+    assert page.eval_on_selector_all("#suspects-panel", "p => p.length") == 1
+    page.goto(f"{server}/runs/mobilenet_small")  # no list: no panel
+    page.wait_for_selector("#run-status.completed")
+    assert page.is_hidden("#suspects-panel")
+    page.goto(f"{server}/runs/resnet18_baseline")
+    page.wait_for_selector("#suspects figure img")
+    page.locator("#suspects-panel").screenshot(path=shots / "suspects.png")
 
 
 def test_a_live_curve_gains_points_while_the_page_is_open(page, server, live):

@@ -35,7 +35,7 @@ table{border-collapse:collapse;background:#fff;width:100%;font-size:14px;margin:
 th,td{border:1px solid #d0d7de;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .kept{color:#2e7d32;font-weight:600}.reverted{color:#c62828;font-weight:600}
-.muted{color:#57606a}code{background:#eef1f4;padding:1px 4px;border-radius:4px}
+.muted{color:#57606a}img.thumb{width:72px;height:72px;object-fit:contain;background:#eef1f4}code{background:#eef1f4;padding:1px 4px;border-radius:4px}
 """
 
 
@@ -139,22 +139,32 @@ def _timeline(adjs: list[dict], L: str) -> str:
     return "\n".join(out + [_table(head, rows, num_cols=(0,))])
 
 
-def _suspects(rows: list[dict], L: str, shown: int = 20) -> str:
-    """The training images best.pt contradicts (the first ``shown``, most doubtful first)."""
+def _suspects(rows: list[dict], L: str, data_root: str | None = None, shown: int = 20) -> str:
+    """The training images best.pt contradicts (the first ``shown``, most doubtful first), each with a
+    thumbnail where its file is still under ``data_root``."""
     if not rows:
         return ""
-    head = [tr(L, k) for k in ("html_file", "html_label", "html_suggested", "html_p_label", "html_p_suggested")]
-    body = [[_esc(r["file"]), _esc(r["label"]), _esc(r["suggested"]), _esc(r["p_label"]), _esc(r["p_suggested"])]
-            for r in rows[:shown]]
+    from trainpilot.data.thumbs import thumbnail_under
+
+    head = [tr(L, k) for k in ("html_image", "html_file", "html_label", "html_suggested", "html_p_label",
+                               "html_p_suggested")]
+    body = []
+    for r in rows[:shown]:
+        thumb = thumbnail_under(Path(data_root), r["file"]) if data_root else None
+        img = f'<img class="thumb" src="{thumb}" alt="{_esc(r["file"])}">' if thumb else ""
+        body.append([img, _esc(r["file"]), _esc(r["label"]), _esc(r["suggested"]), _esc(r["p_label"]),
+                     _esc(r["p_suggested"])])
     note = tr(L, "html_suspects_note").format(n=len(rows), shown=min(shown, len(rows)))
     return (f"<h2>{_esc(tr(L, 'html_suspects'))}</h2><p class='muted'>{_esc(note)}</p>"
-            + _table(head, body, num_cols=(3, 4)))
+            + _table(head, body, num_cols=(4, 5)))
 
 
 def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str = "en",
-                        run_name: str = "", best_val: dict | None = None, suspects: list[dict] | None = None) -> str:
+                        run_name: str = "", best_val: dict | None = None, suspects: list[dict] | None = None,
+                        data_root: str | None = None) -> str:
     """The summary page for already-loaded metric records and (merged) adjustments; ``best_val`` is
-    best.pt's final evaluation on val (its confusion matrix is shown instead of the last epoch's)."""
+    best.pt's final evaluation on val (its confusion matrix is shown instead of the last epoch's); ``data_root``
+    is the dataset folder, for thumbnails of the suspect training images."""
     L = norm_lang(lang)
     rows = epoch_rows(metrics)
     session = next((m.get("session_id") for m in metrics if m.get("session_id")), "")
@@ -173,7 +183,7 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
     else:
         parts.append(f"<p class='muted'>{_esc(tr(L, 'html_no_metrics'))}</p>")
     parts.append(_timeline(adjustments, L))
-    parts.append(_suspects(suspects or [], L))
+    parts.append(_suspects(suspects or [], L, data_root))
     html_lang = "zh-CN" if L == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -190,6 +200,6 @@ def write_summary_html(run_dir: Path, lang: str = "en") -> Path:
     out = run.root / "reports" / "summary.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     page = render_summary_html(run.records, run.adjustments, lang, run.id, run.evaluations.get("val"),
-                               run.suspect_labels)
+                               run.suspect_labels, run.config.get("data_dir"))
     atomic_write_text(out, page)
     return out

@@ -78,7 +78,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_title": "训练总结", "html_run": "运行目录", "html_generated": "生成时间",
         "html_overview": "概览", "html_epochs": "轮次", "html_best_f1": "最佳验证宏F1",
         "html_final_acc": "最终验证准确率", "html_adjustments": "参数调整",
-        "html_suspects": "疑似标错的训练图像", "html_file": "文件", "html_label": "标注类别", "html_suggested": "模型判断",
+        "html_suspects": "疑似标错的训练图像", "html_image": "图像",
+        "html_file": "文件", "html_label": "标注类别", "html_suggested": "模型判断",
         "html_p_label": "标注类别概率", "html_p_suggested": "判断类别概率",
         "html_suspects_note": "best.pt 确信以下训练图像属于另一类别（共 {n} 张，列出前 {shown} 张，最可疑的在前）；"
                               "完整列表见 reports/suspect_labels.csv。请人工核对，系统不会改动标注。",
@@ -154,7 +155,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_title": "Training summary", "html_run": "Run directory", "html_generated": "Generated at",
         "html_overview": "Overview", "html_epochs": "Epochs", "html_best_f1": "Best val macro-F1",
         "html_final_acc": "Final val accuracy", "html_adjustments": "Adjustments",
-        "html_suspects": "Training images that look mislabelled", "html_file": "file", "html_label": "label",
+        "html_suspects": "Training images that look mislabelled", "html_image": "image",
+        "html_file": "file", "html_label": "label",
         "html_suggested": "the model says", "html_p_label": "p(label)", "html_p_suggested": "p(model's class)",
         "html_suspects_note": "best.pt confidently calls these training images another class ({n} in all, the first "
                               "{shown} shown, most doubtful first); reports/suspect_labels.csv has them all. Check "

@@ -35,6 +35,10 @@ UI: dict[str, tuple[str, str]] = {
     "run.confusion": ("Confusion matrix (best weights)", "混淆矩阵（最佳权重）"),
     "run.counts_toggle": ("Counts", "数量"), "run.normalised": ("Normalised", "归一化"),
     "run.true": ("true", "真实"), "run.predicted": ("predicted", "预测"),
+    "run.suspects": ("Training images that look mislabelled", "疑似标错的训练图像"),
+    "run.suspects_note": ("best.pt confidently calls these another class, most doubtful first; the full list is "
+                          "reports/suspect_labels.csv. Nothing is relabelled.",
+                          "best.pt 确信这些图像属于另一类别，最可疑的在前；完整列表见 reports/suspect_labels.csv。系统不会改动标注。"),
     "run.reports": ("Reports", "报告"), "run.summary_html": ("summary.html", "summary.html"),
     "run.files": ("Run files", "运行文件"), "run.config": ("Config used", "实际使用的配置"),
     "run.changed_during": ("changed during the run", "训练中被修改"),

@@ -3,33 +3,18 @@ then by decoding); thumbnails travel inside the response as data URLs, so no rou
 
 from __future__ import annotations
 
-import base64
-import io
 import tempfile
 from pathlib import Path
 
 from trainpilot.config import build_config
 from trainpilot.data.folder import IMAGE_SUFFIXES, scan_dataset
+from trainpilot.data.thumbs import thumbnail
 from trainpilot.ui import forms
 from trainpilot.ui.security import Forbidden
 
 THUMBS_PER_CLASS = 4
 MAX_PREDICT = 200
 BROKEN_CHECK_LIMIT = 3000  # a header check of every file in a preview; beyond this it waits for training
-
-
-def thumbnail(path: Path | None = None, data: bytes | None = None, size: int = 96) -> str | None:
-    """A small JPEG as a data URL, or None when the file does not decode as an image."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data) if data is not None else path) as img:
-            img.thumbnail((size, size))
-            out = io.BytesIO()
-            img.convert("RGB").save(out, "JPEG", quality=80)
-    except Exception:  # noqa: BLE001 - any decoding failure means "not an image we can show"
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def preview_dataset(data_dir: str, values: dict) -> dict:

@@ -6,8 +6,11 @@ Nothing here reads a run directory by itself: every value comes from :class:`~tr
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from trainpilot.data.thumbs import thumbnail_under
 from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
@@ -19,6 +22,7 @@ SHORT_KEYS = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "s
               "use_class_weights": "class weights", "advanced_augmentation_enabled": "mixup", "num_epochs": "epochs",
               "batch_size": "batch", "gradient_clipping": "clipping", "model_ema_decay": "EMA decay",
               "use_pretrained": "ImageNet weights"}
+SUSPECTS_SHOWN = 12
 DRAWN = ("proposed", "approved", "applied", "kept", "reverted")
 PENDING = ("proposed", "approved", "applied")
 OUTCOME_WORDS = {"en": {"kept": "kept", "reverted": "reverted", "proposed": "awaiting approval", "approved": "evaluating",
@@ -151,7 +155,24 @@ def run_detail(run: Run, lang: str) -> dict:
             "recall": recall(rows, classes), "confusion": confusion(run, rows), "adjustments": cards,
             "config": cfg, "changed": changed_keys(adjustments), "mode": (cfg.get("intelligent_training") or {}).get("mode"),
             "reports": [p.name for p in run.reports if p.suffix in (".md", ".json", ".html", ".csv", ".png")],
-            "checkpoints": sorted(run.checkpoints)}
+            "checkpoints": sorted(run.checkpoints), "suspects": suspects(run)}
+
+
+def suspects(run: Run, shown: int = SUSPECTS_SHOWN) -> dict | None:
+    """The first ``shown`` training images best.pt contradicts, each with a thumbnail (a data URL, so no
+    route serves the dataset) where its file is still in the run's data folder; None when there are none."""
+    rows = run.suspect_labels
+    if not rows:
+        return None
+    root = run.config.get("data_dir")
+    return {"count": len(rows), "shown": [
+        {"file": r["file"], "label": r.get("label"), "suggested": r.get("suggested"), "p_label": r.get("p_label"),
+         "thumb": _thumb(root, r["file"]) if root else None} for r in rows[:shown]]}
+
+
+@lru_cache(maxsize=512)
+def _thumb(root: str, file: str) -> str | None:
+    return thumbnail_under(Path(root), file, size=80)
 
 
 def compare(runs: list[Run]) -> dict:

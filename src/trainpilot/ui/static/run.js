@@ -179,6 +179,16 @@
       `<li><span><a href="/runs/${rid}/files/${n}">${n}</a></span></li>`).join("");
   }
 
+  function suspects() {
+    const panel = document.getElementById("suspects-panel"), s = detail.suspects;
+    panel.hidden = !s;
+    if (!s) return;
+    panel.querySelector(".count").textContent = `${s.shown.length} / ${s.count}`;
+    document.getElementById("suspects").innerHTML = s.shown.map(r =>
+      `<figure title="${esc(r.file)}">${r.thumb ? `<img src="${r.thumb}" alt="${esc(r.file)}">` : '<div class="nothumb">?</div>'}` +
+      `<figcaption>${esc(r.label)} → <b>${esc(r.suggested)}</b><br><span class="sub">${esc(r.file)} · p ${esc(r.p_label)}</span></figcaption></figure>`).join("");
+  }
+
   function config() {
     const flat = [];
     (function walk(o, p) {
@@ -200,8 +210,8 @@
     header(); updateCharts(); timeline();
     // each panel is redrawn only when what it shows changed (a live run adds a heatmap column per epoch)
     const parts = { counts: [d.classes, d.train_counts], confusion: [d.confusion], heatmap: [d.recall],
-                    reports: [d.reports], config: [d.config, d.changed] };
-    const draw = { counts, confusion, heatmap, reports, config };
+                    reports: [d.reports], suspects: [d.suspects], config: [d.config, d.changed] };
+    const draw = { counts, confusion, heatmap, reports, suspects, config };
     for (const [name, value] of Object.entries(parts)) {
       const key = JSON.stringify(value);
       if (lastSide[name] !== key) { lastSide[name] = key; draw[name](); }
