@@ -58,7 +58,20 @@ def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool, ove
             "diagnoses": [f"e{a['epoch']} {(a.get('diagnosis') or {}).get('primary')}" for a in latest.values()],
             "suspect_labels": (run.summary.get("suspect_labels") or {}).get("count"),
             "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
-                        for a in latest.values() if a["changes"]]}
+                        for a in latest.values() if a["changes"]],
+            "epoch_seconds": _median_epoch_seconds(run.dir),  # against the size probe's estimate in size_reason
+            "size_reason": _choice_reason(run.dir, "image_size")}
+
+
+def _choice_reason(run_dir: Path, key: str) -> str | None:
+    recipe = json.loads((run_dir / "run.json").read_text()).get("recipe") or {}
+    return next((c["reason"] for c in recipe.get("choices", []) if c["key"] == key), None)
+
+
+def _median_epoch_seconds(run_dir: Path) -> float | None:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    secs = [r["epoch_seconds"] for r in rows if r.get("phase") == "val" and r.get("epoch_seconds")]
+    return round(statistics.median(secs), 1) if secs else None
 
 
 def main() -> None:

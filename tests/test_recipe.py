@@ -98,7 +98,7 @@ def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
     profile = profile_dataset(scan_dataset(long_imbalanced))
     wide = type(profile)(**{**profile.to_dict(), "median_width": 400, "median_height": 130, "median_long_side": 400,
                             "median_aspect": 1.2, "median_width_ratio": 1.2})  # mostly near-square: a square input
-    monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size: 0.01)  # 10 ms per image at 128 px
+    monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size, batch, bf16=False: 0.01)  # 10 ms at 128 px
     sizes = {}
     for minutes in (0, 60, 0.7, 0.2):
         cfg = build_config({"time_budget_minutes": minutes})
@@ -112,6 +112,17 @@ def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
     # a 3:1 input of as many pixels: s^2 / 3 <= 181^2  ->  s <= 313 px  ->  the long side 320 instead of 160
     assert got["input_aspect"].value == 3.0 and got["image_size"].value == 320
     assert "a 320x104 input" in got["image_size"].reason
+    # the probe times what the run will train: bf16 where it is faster (mixed_precision), in batches of batch_size
+    timed = []
+    monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size, batch, bf16=False:
+                        timed.append((batch, bf16)) or (0.005 if bf16 else 0.01))
+    fast = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7, "batch_size": 16}), wide,
+                                     {"time_budget_minutes", "batch_size"})}
+    assert timed == [(16, False), (16, True)] and fast["image_size"].value == 224  # s <= 181 x sqrt(2) = 256 px
+    timed.clear()
+    fp32 = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7, "mixed_precision": False}), wide,
+                                     {"time_budget_minutes", "mixed_precision"})}
+    assert timed == [(32, False)] and fp32["image_size"].value == 160
 
 
 def test_mixed_orientations_are_turned_to_fit_one_input(tmp_path):

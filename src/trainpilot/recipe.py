@@ -19,8 +19,8 @@ The rules read the data rather than fit one benchmark:
   into an input of their median aspect ratio (up to 3:1), turning the images of the other orientation
   when there are some, so that no pixel of the input is spent on padding; the input's long side follows
   the images' (no downscaling of small defects) within 128-224 px for a square (as many pixels for a
-  non-square input), and with ``time_budget_minutes`` set, shrinks (timed on this CPU) until 15 epochs
-  fit the budget.
+  non-square input), and with ``time_budget_minutes`` set, shrinks until 15 epochs fit the budget, timed
+  on this CPU as the run will train (its batch size, bf16 autocast where that is faster).
 * **epochs**: about 24,000 training images seen (15 to 60 epochs), so small sets get more passes.
 """
 
@@ -44,6 +44,7 @@ ASPECT_RANGE = (1.25, 3.0)  # a non-square input from this elongation, and at mo
 IMAGES_SEEN = 24_000      # training images per run (epochs x set size)
 EPOCH_RANGE = (15, 60)
 TRAIN_STEP_OVERHEAD = 1.3  # a training step (augmentation, optimizer, EMA) vs the probe's forward + backward
+PROBE_BATCH_MAX = 64       # the probe times batches of batch_size, up to this many images
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,9 @@ def round32(x: float) -> int:
     return int(32 * round(x / 32))
 
 
-def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int = 16) -> float:
-    """Measured forward + backward time per training image of ``model_name`` at ``size`` px on the CPU."""
+def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int = 32, bf16: bool = False) -> float:
+    """Measured forward + backward time per training image of ``model_name`` at ``size`` px on the CPU, in
+    batches of ``batch``, in fp32 or under bf16 autocast (as the run will train: see engine.precision)."""
     import time
 
     import timm
@@ -74,10 +76,11 @@ def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int =
     model = model.to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     times = []
-    for _ in range(4):  # the first step builds the kernels for this shape: it is not counted
-        start = time.perf_counter()
-        model(x).float().logsumexp(1).sum().backward()
-        times.append(time.perf_counter() - start)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(4):  # the first step builds the kernels for this shape: it is not counted
+            start = time.perf_counter()
+            model(x).float().logsumexp(1).sum().backward()
+            times.append(time.perf_counter() - start)
     return min(times[1:]) / batch
 
 
@@ -116,8 +119,15 @@ def _size_within_budget(model: str, k: int, size: int, lo: int, cfg: TrainConfig
 
     if cfg.device == "auto" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
         return size, math.nan
+    from trainpilot.engine.precision import MIN_SPEEDUP
+
     side = round32(lo / math.sqrt(elongation))  # the square of as many pixels as the smallest input
-    per_image = seconds_per_image(model, k, side) * TRAIN_STEP_OVERHEAD
+    batch = min(cfg.batch_size, PROBE_BATCH_MAX)
+    per_image = seconds_per_image(model, k, side, batch)
+    if cfg.mixed_precision:  # the run trains under bf16 autocast where that is measured faster: time that
+        bf16 = seconds_per_image(model, k, side, batch, bf16=True)
+        per_image = bf16 if per_image / bf16 >= MIN_SPEEDUP else per_image
+    per_image *= TRAIN_STEP_OVERHEAD
     budget = cfg.time_budget_minutes * 60 * 0.9  # some room for evaluation and checkpoints
     epoch_s = lambda px: (p.images + p.val_images / 3) * per_image * px ** 2 / elongation / side ** 2  # noqa: E731 - eval: no backward
     while size > lo and epochs * epoch_s(size) > budget:
