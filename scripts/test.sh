@@ -4,9 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test,llmtest
-# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download a browser here).
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || true
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download a browser here), with a
+# CJK font so that the zh pages in their screenshots show characters, not boxes.
+CJK_FONT=/usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+if { [ ! -x /usr/bin/chromium ] || [ ! -f $CJK_FONT ]; } && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; } || true
 fi
 [ -x /usr/bin/chromium ] || echo "note: /usr/bin/chromium is missing and could not be installed: the browser tests are skipped" >&2
 export HF_HUB_OFFLINE=1  # no test may download anything
