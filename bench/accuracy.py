@@ -26,6 +26,7 @@ from pathlib import Path
 
 import trainpilot
 from trainpilot.inference import evaluate_split, load_trained
+from trainpilot.runs import Run
 
 from variants import ok_majority, xsdd_majority
 from throughput import plain_loop
@@ -64,13 +65,12 @@ def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool, ove
 
 
 def _choice_reason(run_dir: Path, key: str) -> str | None:
-    recipe = json.loads((run_dir / "run.json").read_text()).get("recipe") or {}
+    recipe = Run(run_dir).info.get("recipe") or {}
     return next((c["reason"] for c in recipe.get("choices", []) if c["key"] == key), None)
 
 
 def _median_epoch_seconds(run_dir: Path) -> float | None:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    secs = [r["epoch_seconds"] for r in rows if r.get("phase") == "val" and r.get("epoch_seconds")]
+    secs = [r["epoch_seconds"] for r in Run(run_dir).records if r.get("phase") == "val" and r.get("epoch_seconds")]
     return round(statistics.median(secs), 1) if secs else None
 
 

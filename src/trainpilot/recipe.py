@@ -64,24 +64,17 @@ def round32(x: float) -> int:
 def seconds_per_image(model_name: str, num_classes: int, size: int, batch: int = 32, bf16: bool = False) -> float:
     """Measured forward + backward time per training image of ``model_name`` at ``size`` px on the CPU, in
     batches of ``batch``, in fp32 or under bf16 autocast (as the run will train: see engine.precision)."""
-    import time
-
     import timm
     import torch
 
+    from trainpilot.engine.precision import time_steps
     from trainpilot.models import resolve_model_name
 
     with torch.random.fork_rng(devices=[]):
         model = timm.create_model(resolve_model_name(model_name), num_classes=num_classes).train()
+        x = torch.randn(batch, 3, size, size)
     model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    times = []
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(4):  # the first step builds the kernels for this shape: it is not counted
-            start = time.perf_counter()
-            model(x).float().logsumexp(1).sum().backward()
-            times.append(time.perf_counter() - start)
-    return min(times[1:]) / batch
+    return time_steps(model, x.contiguous(memory_format=torch.channels_last), torch.bfloat16 if bf16 else None) / batch
 
 
 def _input_shape(cfg: TrainConfig, p: DataProfile, free) -> list[Choice]:
