@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 
@@ -73,6 +74,33 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temp(tmp_path, mon
     with pytest.raises(OSError, match="No space left on device.*the previous one is kept"):
         atomic_save({"epoch": 2, "w": torch.zeros(3)}, path)
     monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_ctrl_c_inside_the_writer_is_the_abort_not_a_disk_error(tmp_path):
+    """A second Ctrl-C raises KeyboardInterrupt wherever the process is; inside torch's zip writer it comes
+    out as a RuntimeError ("unexpected pos") with the KeyboardInterrupt as its context."""
+    path = tmp_path / "last.pt"
+    atomic_save({"epoch": 1, "w": torch.ones(3)}, path)
+
+    class Interrupted(io.RawIOBase):  # what a file gets while the handler raises in the middle of a write
+        writes = 0
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            Interrupted.writes += 1
+            if Interrupted.writes == 3:
+                raise KeyboardInterrupt
+            return len(b)
+
+    real = torch.save
+    with pytest.raises(KeyboardInterrupt):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(torch, "save", lambda obj, f, *a, **k: real(obj, Interrupted()))
+            atomic_save({"epoch": 2, "w": torch.zeros(1000)}, path)
     assert load_checkpoint(path)["epoch"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 

@@ -38,6 +38,9 @@ def atomic_save(obj, path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch's zip writer reports a failed write as a RuntimeError
+        if isinstance(err.__context__, KeyboardInterrupt):  # a Ctrl-C inside the writer: the abort, not the disk
+            tmp.unlink(missing_ok=True)
+            raise err.__context__ from None
         full = _nearly_full(tmp.parent)
         tmp.unlink(missing_ok=True)
         code = errno.ENOSPC if full else (getattr(err, "errno", None) or errno.EIO)
