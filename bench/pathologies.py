@@ -160,7 +160,7 @@ def main() -> None:
                                  ensure_ascii=False), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    healthy = mean([r["macro_f1"] for r in results["healthy"]["off"]])
+    healthy = mean([r["macro_f1"] for r in results["healthy"].get("off") or results["healthy"]["rules"]])
     print(f"\nseeds {args.seeds}, {args.epochs} epochs; test macro-F1 (mean over seeds)")
     print("\n| start | controller off | rules on | gap closed | overhead | what the controller did (first seed) |\n"
           "|---|---|---|---|---|---|")

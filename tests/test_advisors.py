@@ -215,21 +215,25 @@ def test_a_starved_run_gets_more_lr_more_steps_and_no_early_decay():
     assert not v.rejected and v.new_config.accumulation_steps == 1
 
 
-def test_noisy_labels_get_a_note_and_no_lr_raise():
-    """Wrong labels keep the train accuracy low: that is no reason for a larger lr, and no training change
-    fixes them; the note points at the list of suspect images."""
+def test_noisy_labels_drop_the_contradicted_images_and_never_raise_the_lr():
+    """Wrong labels keep the train accuracy low: that is no reason for a larger lr. The remedy trains
+    without the images the model contradicts; once that is on, the note points at relabelling them."""
     from test_diagnosis import FLIPPED, SIX, measured
 
     history, counts = measured(FLIPPED, 8), [210] * 6
-    for lang, text in (("en", "reports/suspect_labels.csv lists"), ("zh", "重新标注")):
+    for lang, text in (("en", "reports/suspect_labels.csv"), ("zh", "重新标注")):
         c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=diagnose(history, CFG, counts),
                            class_names=SIX, train_counts=counts, past_interventions=[], language=lang)
         p = RuleAdvisor().advise(c)
-        assert proposed(p) == {} and text in p.analysis and "24%" in p.analysis, p.analysis
-    quiet = build_config({**CFG.to_dict(), "suspect_labels": False})
-    p = RuleAdvisor().advise(AdvisorContext(cfg=quiet, it_cfg=IT, history=history, class_names=SIX, train_counts=counts,
-                                            diagnosis=diagnose(history, quiet, counts), past_interventions=[]))
-    assert proposed(p) == {} and "set suspect_labels=true" in p.analysis, p.analysis
+        assert proposed(p) == {"drop_suspect_labels": True} and text in p.analysis and "24%" in p.analysis, p.analysis
+        assert not validate_proposal(p, CFG, IT, counts, SIX).rejected
+    for quiet, text in ((build_config({**CFG.to_dict(), "drop_suspect_labels": True}), "lists the training images"),
+                        (build_config({**CFG.to_dict(), "drop_suspect_labels": True, "suspect_labels": False}),
+                         "set suspect_labels=true")):
+        p = RuleAdvisor().advise(AdvisorContext(cfg=quiet, it_cfg=IT, history=history, class_names=SIX,
+                                                train_counts=counts, diagnosis=diagnose(history, quiet, counts),
+                                                past_interventions=[]))
+        assert proposed(p) == {} and text in p.analysis, p.analysis
 
 
 def test_rule_analysis_in_chinese():

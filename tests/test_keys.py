@@ -349,15 +349,7 @@ def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path)
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2])
     assert confident_suspects(probs, labels) == [(2, 1)]  # class 2's low bar keeps its own images; 0.4 < 0.6 for 0
 
-    # real neu-cls images, two classes, three "patches" filed under "scratches"; the packaged ImageNet lite0
-    data = tmp_path / "neu2"
-    for split, n in (("train", 30), ("val", 15)):
-        for c in ("patches", "scratches"):
-            (data / split / c).mkdir(parents=True)
-            for f in sorted((NEU / split / c).iterdir())[:n]:
-                (data / split / c / f.name).symlink_to(f)
-    for f in sorted((data / "train" / "patches").iterdir())[:3]:
-        f.rename(data / "train" / "scratches" / f"moved_{f.name}")
+    data = _neu_two_classes(tmp_path)  # three "patches" filed under "scratches"; the packaged ImageNet lite0
     cfg = {**TINY, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
            "num_epochs": 3, "data_dir": str(data)}
     run = trainpilot.train(cfg, runs_dir=tmp_path / "on", quiet=True)
@@ -379,6 +371,59 @@ def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path)
     off = trainpilot.train({**TINY, "data_dir": str(tiny), "num_epochs": 1, "suspect_labels": False},
                            runs_dir=tmp_path / "off", quiet=True)
     assert "suspect_labels" not in off.summary and not (off.dir / "reports" / "suspect_labels.csv").exists()
+
+
+def _neu_two_classes(tmp_path, moved: int = 3):
+    """Real neu-cls images, two classes, ``moved`` "patches" filed under "scratches" (as moved_*)."""
+    data = tmp_path / "neu2"
+    for split, n in (("train", 30), ("val", 15)):
+        for c in ("patches", "scratches"):
+            (data / split / c).mkdir(parents=True)
+            for f in sorted((NEU / split / c).iterdir())[:n]:
+                (data / split / c / f.name).symlink_to(f)
+    for f in sorted((data / "train" / "patches").iterdir())[:moved]:
+        f.rename(data / "train" / "scratches" / f"moved_{f.name}")
+    return data
+
+
+@covers("drop_suspect_labels")
+def test_drop_suspect_labels_trains_without_the_contradicted_images(tmp_path):
+    """After 3 epochs the model scores the training images; those it contradicts (the moved ones) are no
+    longer drawn, the epoch keeps its length, off draws everything again, a class is never emptied, and
+    the state survives a resume."""
+    import trainpilot
+    from trainpilot.engine import label_filter
+
+    probs = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    assert label_filter.keep_mask(probs, torch.tensor([0, 0, 1])).tolist() == [True, False, True]
+    assert label_filter.keep_mask(probs[1:], torch.tensor([0, 1])).tolist() == [True, True]  # class 0's only image
+
+    data = _neu_two_classes(tmp_path)
+    cfg = {**TINY, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
+           "num_epochs": 5, "data_dir": str(data), "drop_suspect_labels": True, "suspect_labels": False}
+    run = trainpilot.train(cfg, runs_dir=tmp_path / "on", quiet=True)
+    train = [r for r in run.history if r["phase"] == "train"]
+    assert [r.get("left_out") for r in train[:3]] == [None] * 3 and train[3]["left_out"] >= 2, train  # from epoch 4
+    (note,) = run.summary["label_filter"]
+    assert f"{train[3]['left_out']} of 60 training images left out after epoch 3" in note
+    state = torch.load(run.dir / "checkpoints" / "last.pt", weights_only=True)["label_filter"]
+    assert state["scored_at"] == 3 and int((~state["keep"]).sum()) == train[4]["left_out"]
+    t, _ = build_trainer({**cfg, "num_epochs": 6}, runs_dir=tmp_path / "probe")
+    t.load_state_dict(torch.load(run.dir / "checkpoints" / "last.pt", weights_only=True))
+    names = [p.name for p in t.data.index.train.paths]
+    dropped = {names[i] for i in torch.nonzero(~t.label_filter.keep).flatten().tolist()}
+    assert sum(n.startswith("moved_") for n in dropped) >= 2 and len(dropped) <= 8, dropped  # 2 of 3, few others
+    for epoch in (6, 7):
+        order = t._epoch_order(epoch)
+        assert len(order) == 60 and not dropped & {names[i] for i in order.tolist()}
+    t.apply_changes({"drop_suspect_labels": False})
+    assert t.label_filter.keep is None and sorted(t._epoch_order(6).tolist()) == list(range(60))
+    t.apply_changes({"drop_suspect_labels": True, "sampler": "balanced"})  # scored at once (epoch 5 >= 3)
+    order = t._epoch_order(6)
+    assert t.label_filter.scored_at == 5 and len(order) == 60
+    assert not {names[i] for i in torch.nonzero(~t.label_filter.keep).flatten().tolist()} & {names[i] for i in order.tolist()}
+    off = trainpilot.train({**cfg, "num_epochs": 4, "drop_suspect_labels": False}, runs_dir=tmp_path / "off", quiet=True)
+    assert "label_filter" not in off.summary and all("left_out" not in r for r in off.history)
 
 
 @covers("resize_mode")

@@ -250,6 +250,8 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
     if adj:
         shown = (f"tau {adj['tau']:g} ({adj['reason']})" if adj["tau"] else f"none ({adj['reason']})")
         lines.append(f"class prior     {shown}")
+    if summary.get("label_filter"):  # one note per scoring: the latest says what the last epochs trained on
+        lines.append(f"label filter    {summary['label_filter'][-1]}")
     for split, m in (summary.get("final") or {}).items():
         lines.append(f"best.pt on {split:<5}accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f} "
                      f"({m['num_images']} images)")

@@ -205,6 +205,11 @@ class TrainConfig(_Strict):
         True, "After training, score the training images with best.pt and list those whose label it confidently "
               "contradicts (confident learning: per-class thresholds) in reports/suspect_labels.csv, most doubtful "
               "first, for a person to check. Nothing is relabelled. [new]")
+    drop_suspect_labels: bool = _f(
+        False, "Leave out of training the images whose label the model confidently contradicts (the rule of "
+               "suspect_labels), scored with the model as it is after 3 epochs and every 3 epochs after; the epoch "
+               "keeps its length and no class is emptied. The tuning controller turns it on for noisy labels. "
+               "Relabelling the images is still the fix. [new]", tunable="live")
     lr_step_size: int = _f(0, "StepLR step (epochs); also spaces MultiStepLR milestones; 0 means num_epochs // 3. [new]", ge=0, le=10000)
     lr_gamma: float = _f(0.1, "Decay factor for StepLR/MultiStepLR/ReduceLROnPlateau; ExponentialLR reaches min_lr-ish at the end when 0. [new]", ge=0.0, lt=1.0)
     lr_patience: int = _f(3, "ReduceLROnPlateau patience in epochs. [new]", ge=0, le=1000)

@@ -47,6 +47,14 @@ class BatchAugment:
         x = images.to(dtype=torch.float32, memory_format=memory_format)
         return self._normalize_(x).to(dtype)
 
+    def resize(self, images: torch.Tensor, dtype=torch.float32, memory_format=torch.contiguous_format) -> torch.Tensor:
+        """uint8 -> normalised float at the output size, with no augmentation (train images are cached larger)."""
+        out = tuple(self.size or images.shape[-2:])
+        if tuple(images.shape[-2:]) == out:
+            return self.normalize(images, dtype, memory_format)
+        x = F.interpolate(images.float(), size=out, mode="bilinear", antialias=True, align_corners=False)
+        return self._normalize_(x).to(dtype=dtype, memory_format=memory_format)
+
     def _normalize_(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return x.sub_(mean).div_(std)
@@ -76,10 +84,7 @@ class BatchAugment:
         n, _, height, width = images.shape
         out = tuple(self.size or (height, width))
         if not self.enabled:
-            if (height, width) == out:
-                return self.normalize(images, dtype, memory_format)
-            x = F.interpolate(images.float(), size=out, mode="bilinear", antialias=True, align_corners=False)
-            return self._normalize_(x).to(dtype=dtype, memory_format=memory_format)
+            return self.resize(images, dtype, memory_format)
         x = images.float()  # grid_sample is fastest on contiguous input; the layout is set at the end
         grid = self.crop_flip_grid(n, *out).to(x.device)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

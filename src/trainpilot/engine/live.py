@@ -16,6 +16,7 @@ from timm.data import Mixup
 
 from trainpilot.config import TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
+from trainpilot.engine import label_filter
 from trainpilot.engine.loss import ClassificationLoss
 from trainpilot.engine.optim import LRSchedule, build_optimizer, set_weight_decay
 from trainpilot.models import build_model, set_dropout
@@ -160,6 +161,8 @@ class LiveChanges:
                 notes.append(f"peak lr set to {self.cfg.learning_rate:g}; the schedule's shape continues from its "
                              f"current point")
         self.sync_modules()
+        if "drop_suspect_labels" in changes and (note := label_filter.refresh(self)):
+            notes.append(note)
         if self.cfg.use_class_weights and self.cfg.class_weights:
             notes.append("class weights in use: " + ", ".join(f"{k}={v:g}" for k, v in self.cfg.class_weights.items()))
         ramp = math.ceil(self.schedule.warmup / max(1, self.steps_per_epoch())) if restart else 0

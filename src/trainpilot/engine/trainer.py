@@ -28,6 +28,7 @@ from trainpilot.data.augment import BatchAugment
 from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
+from trainpilot.engine import label_filter
 from trainpilot.engine.live import LiveChanges
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
@@ -105,6 +106,8 @@ class Trainer(LiveChanges, TrainerState):
         self.interrupt: str | None = None  # set by a signal handler: stop after the current batch
         self._commands: list[tuple[str, Any]] = []
         self.budget_notes: list[str] = []
+        self.label_filter = label_filter.LabelFilter()
+        self.filter_notes: list[str] = []
         self.optimizer = build_optimizer(self.model, cfg)
         self.schedule = LRSchedule(cfg, self.steps_per_epoch(), cfg.num_epochs)
         self.rebuild_loss_and_mixup()
@@ -131,15 +134,31 @@ class Trainer(LiveChanges, TrainerState):
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         """This rank's image indices for ``epoch``: a seeded shuffle, or class-aware draws with replacement
         (``sampler``), the same on every rank before it takes its share."""
-        split, world = self.data.train, self.dist.world_size
-        if self.cfg.sampler == "shuffle":
+        split, world, keep = self.data.train, self.dist.world_size, self.label_filter.keep
+        if self.cfg.sampler == "shuffle" and keep is None:
             sampler = DistributedSampler(range(len(split)), num_replicas=world, rank=self.dist.rank,
                                          shuffle=True, seed=self.cfg.seed, drop_last=False)
             sampler.set_epoch(epoch)
             return torch.tensor(list(sampler), dtype=torch.long)
+        if keep is not None:  # the kept images only (drop_suspect_labels), the epoch as long as ever
+            return self._kept_order(epoch, keep)
         weights = sampling_weights(split.labels, len(self.class_names), self.cfg.sampler)
         gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch * 7919) % 2**31)
         order = torch.multinomial(weights, self.local_train_size() * world, replacement=True, generator=gen)
+        return order[self.dist.rank::world]
+
+    def _kept_order(self, epoch: int, keep: torch.Tensor) -> torch.Tensor:
+        """This rank's share of an epoch drawn from the kept images: shuffled passes over them (shuffle), or
+        the sampler's class mix over them, with the usual number of images per epoch."""
+        world, total = self.dist.world_size, self.local_train_size() * self.dist.world_size
+        kept = torch.nonzero(keep).flatten()
+        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch * 7919) % 2**31)
+        if self.cfg.sampler == "shuffle":
+            passes = -(-total // len(kept))
+            order = torch.cat([kept[torch.randperm(len(kept), generator=gen)] for _ in range(passes)])[:total]
+        else:
+            weights = sampling_weights(self.data.train.labels[kept], len(self.class_names), self.cfg.sampler)
+            order = kept[torch.multinomial(weights, total, replacement=True, generator=gen)]
         return order[self.dist.rank::world]
 
     def _train_batches(self, epoch: int):
@@ -155,8 +174,9 @@ class Trainer(LiveChanges, TrainerState):
                                 num_workers=self.cfg.num_workers, shuffle=False, drop_last=False)
             yield from loader
 
-    def _eval_batches(self, split: SplitData):
-        idx = torch.arange(self.dist.rank, len(split), self.dist.world_size)
+    def _eval_batches(self, split: SplitData, shard: bool = True):
+        """Batches of ``split`` in order: this rank's share, or (``shard=False``) all of it."""
+        idx = torch.arange(self.dist.rank, len(split), self.dist.world_size) if shard else torch.arange(len(split))
         bs = self.cfg.batch_size * 2
         if split.cached:
             for i in range(0, len(idx), bs):
@@ -210,10 +230,11 @@ class Trainer(LiveChanges, TrainerState):
             self.dist.all_reduce_sum(t)
         seconds = time.perf_counter() - start
         n = max(1.0, seen.item())
+        left_out = {"left_out": self.label_filter.left_out} if self.label_filter.keep is not None else {}
         return {"phase": "train", "loss": loss_sum.item() / n, "accuracy": correct.item() / n, "lr": lr,
                 "images_per_s": n / seconds, "epoch_seconds": seconds, "steps": steps,
                 "grad_norm_mean": gn_sum.item() / max(1, steps * self.dist.world_size),
-                "grad_norm_max": gn_max.item(), "nonfinite_steps": int(nonfinite.item())}
+                "grad_norm_max": gn_max.item(), "nonfinite_steps": int(nonfinite.item()), **left_out}
 
     def _optimizer_step(self, scaler) -> torch.Tensor:
         cfg = self.cfg
@@ -273,7 +294,13 @@ class Trainer(LiveChanges, TrainerState):
         """Train until num_epochs (which the controller may extend), early stopping, or a stop request."""
         while self.epoch < self.cfg.num_epochs and self.stop_reason is None and self.interrupt is None:
             epoch = self.epoch + 1
+            start = time.perf_counter()
+            note = label_filter.refresh(self)
+            if note:
+                self.filter_notes.append(note)
             train_rec = self.train_one_epoch(epoch)
+            if note:  # scoring the training images is part of this epoch's time (the time budget counts it)
+                train_rec["label_filter_seconds"] = time.perf_counter() - start - train_rec["epoch_seconds"]
             if self.interrupt is not None:  # the partial epoch is dropped: last.pt stays the resume point
                 break
             val_rec = self.validate(epoch)
@@ -323,7 +350,8 @@ class Trainer(LiveChanges, TrainerState):
         ema_full = val_rec.pop("_ema_full", None)
         val_out = {"timestamp": now, **common, **val_rec, "train_loss": train_rec["loss"],
                    "train_accuracy": train_rec["accuracy"], "lr": train_rec["lr"],
-                   "epoch_seconds": train_rec["epoch_seconds"] + val_rec["eval_seconds"]}
+                   "epoch_seconds": train_rec["epoch_seconds"] + val_rec["eval_seconds"]
+                   + train_rec.get("label_filter_seconds", 0.0)}
         self.history += [train_out, val_out]
         if self.dist.is_main:
             for sink in self.sinks:
@@ -395,5 +423,6 @@ class Trainer(LiveChanges, TrainerState):
                 "interrupted_by": self.interrupt,
                 "train_seconds": round(sum(r.get("epoch_seconds", 0.0) for r in val), 3),
                 "hooks_seconds": round(sum(getattr(h, "overhead_s", 0.0) for h in self.hooks), 3),
-                "skipped_files": len(self.data.skipped), "time_budget": self.budget_notes}
+                "skipped_files": len(self.data.skipped), "time_budget": self.budget_notes,
+                **({"label_filter": self.filter_notes} if self.filter_notes else {})}
 

@@ -126,6 +126,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wait.sampler": ("class weights wait: {s} sampling already rebalances what the loss sees; they come if \"{name}\" "
                      "stays at recall 0 for {w} epochs (so far {n})", "类别权重暂缓：{s} 采样已平衡损失所见的类别比例；"
                      "若“{name}”的召回率连续 {w} 轮为 0（目前 {n} 轮）再启用"),
+    "why.drop_suspects": ("about {share:.0%} of the training labels look wrong: train without the images whose label "
+                          "the model confidently contradicts, re-scored every few epochs (relabelling them is the "
+                          "real fix: the run ends with their list in reports/suspect_labels.csv)",
+                          "约 {share:.0%} 的训练标签疑似有误：训练时暂不使用模型确信标签有误的图像，每隔几轮重新评估"
+                          "（根本的修复是重新标注：训练结束时 reports/suspect_labels.csv 会列出它们）"),
     "wait.noisy_labels": ("no training change for wrong labels: relabelling them is the fix; when the run ends, "
                           "reports/suspect_labels.csv lists the training images the model confidently calls another "
                           "class (about {share:.0%} of the training labels look wrong now)",

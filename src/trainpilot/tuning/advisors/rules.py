@@ -27,7 +27,7 @@ from trainpilot.tuning.messages import say, state_label
 from .base import Advisor, AdvisorContext
 
 QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "majority": 1, "plateau": 1, "unstable": 2,
-         "noisy_labels": 0}
+         "noisy_labels": 1}
 # Schedules that keep lowering the lr by themselves (no plateau cut needed), and schedules that cut it
 # early and hard (a starved run is better off on a cosine); ExponentialLR is both.
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
@@ -243,11 +243,13 @@ def _majority(r: _Ctx) -> list[Remedy]:
 
 
 def _noisy_labels(r: _Ctx) -> list[Remedy]:
-    """A note, no change: with a share of training labels wrong, the fix is the labels. Leaving the
-    largest-loss images out of the loss (the small-loss rule) cost test macro-F1 in the pathology suite,
-    and raising the lr for the low train accuracy would chase the wrong labels."""
-    return [([], "wait.noisy_labels" if r.cfg.suspect_labels else "wait.noisy_labels_off",
-             {"share": r.f.label_disagreement})]
+    """Train without the images whose label the model contradicts (confident learning); once that is on, a
+    note: the fix is the labels. Leaving the largest-loss share of each batch out of the loss (the
+    small-loss rule) cost test macro-F1 in the pathology suite, and raising the lr for the low train
+    accuracy would chase the wrong labels."""
+    share = {"share": r.f.label_disagreement}
+    return [([("drop_suspect_labels", True)], "why.drop_suspects", share),
+            ([], "wait.noisy_labels" if r.cfg.suspect_labels else "wait.noisy_labels_off", share)]
 
 
 REMEDIES: dict[str, Callable[[_Ctx], list[Remedy]]] = {
