@@ -40,8 +40,8 @@ class LabelFilter:
     def left_out(self) -> int:
         return 0 if self.keep is None else int((~self.keep).sum())
 
-    def due(self, enabled: bool, epochs_done: int) -> bool:
-        return enabled and epochs_done >= FIRST_AFTER and (self.keep is None or epochs_done - self.scored_at >= RESCORE_EVERY)
+    def due(self, epochs_done: int) -> bool:
+        return epochs_done >= FIRST_AFTER and (self.keep is None or epochs_done - self.scored_at >= RESCORE_EVERY)
 
     def clear(self) -> None:
         self.keep, self.scored_at = None, 0
@@ -86,7 +86,7 @@ def refresh(tr: "Trainer") -> str | None:
     if not tr.cfg.drop_suspect_labels:
         flt.clear()
         return None
-    if not flt.due(True, tr.epoch):
+    if not flt.due(tr.epoch):
         return None
     flt.keep, flt.scored_at = keep_mask(train_probabilities(tr), tr.data.train.labels), tr.epoch
     return (f"drop_suspect_labels: {flt.left_out} of {len(flt.keep)} training images left out after epoch {tr.epoch} "
