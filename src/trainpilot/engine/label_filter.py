@@ -81,7 +81,8 @@ def train_probabilities(tr: "Trainer") -> torch.Tensor:
 
 
 def refresh(tr: "Trainer") -> str | None:
-    """Score the training images when due; a one-line note of what is left out, or None."""
+    """Score the training images when due; a one-line note of what is left out (also kept in the run's
+    summary), or None."""
     flt = tr.label_filter
     if not tr.cfg.drop_suspect_labels:
         flt.clear()
@@ -89,5 +90,7 @@ def refresh(tr: "Trainer") -> str | None:
     if not flt.due(tr.epoch):
         return None
     flt.keep, flt.scored_at = keep_mask(train_probabilities(tr), tr.data.train.labels), tr.epoch
-    return (f"drop_suspect_labels: {flt.left_out} of {len(flt.keep)} training images left out after epoch {tr.epoch} "
+    note = (f"drop_suspect_labels: {flt.left_out} of {len(flt.keep)} training images left out after epoch {tr.epoch} "
             f"(their label is confidently contradicted)")
+    tr.filter_notes.append(note)
+    return note

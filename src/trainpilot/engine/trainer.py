@@ -296,8 +296,6 @@ class Trainer(LiveChanges, TrainerState):
             epoch = self.epoch + 1
             start = time.perf_counter()
             note = label_filter.refresh(self)
-            if note:
-                self.filter_notes.append(note)
             train_rec = self.train_one_epoch(epoch)
             if note:  # scoring the training images is part of this epoch's time (the time budget counts it)
                 train_rec["label_filter_seconds"] = time.perf_counter() - start - train_rec["epoch_seconds"]
