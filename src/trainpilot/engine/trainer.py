@@ -132,33 +132,24 @@ class Trainer(LiveChanges, TrainerState):
         self.augment.generator.manual_seed(seed + 1)
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
-        """This rank's image indices for ``epoch``: a seeded shuffle, or class-aware draws with replacement
-        (``sampler``), the same on every rank before it takes its share."""
+        """This rank's image indices for ``epoch``, the same on every rank before it takes its share: a seeded
+        shuffle, or class-aware draws with replacement (``sampler``); with a label filter, from the kept images
+        only (shuffled passes over them for shuffle), with the usual number of images per epoch."""
         split, world, keep = self.data.train, self.dist.world_size, self.label_filter.keep
         if self.cfg.sampler == "shuffle" and keep is None:
             sampler = DistributedSampler(range(len(split)), num_replicas=world, rank=self.dist.rank,
                                          shuffle=True, seed=self.cfg.seed, drop_last=False)
             sampler.set_epoch(epoch)
             return torch.tensor(list(sampler), dtype=torch.long)
-        if keep is not None:  # the kept images only (drop_suspect_labels), the epoch as long as ever
-            return self._kept_order(epoch, keep)
-        weights = sampling_weights(split.labels, len(self.class_names), self.cfg.sampler)
-        gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch * 7919) % 2**31)
-        order = torch.multinomial(weights, self.local_train_size() * world, replacement=True, generator=gen)
-        return order[self.dist.rank::world]
-
-    def _kept_order(self, epoch: int, keep: torch.Tensor) -> torch.Tensor:
-        """This rank's share of an epoch drawn from the kept images: shuffled passes over them (shuffle), or
-        the sampler's class mix over them, with the usual number of images per epoch."""
-        world, total = self.dist.world_size, self.local_train_size() * self.dist.world_size
-        kept = torch.nonzero(keep).flatten()
+        total = self.local_train_size() * world
+        pool = torch.arange(len(split)) if keep is None else torch.nonzero(keep).flatten()
         gen = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + epoch * 7919) % 2**31)
         if self.cfg.sampler == "shuffle":
-            passes = -(-total // len(kept))
-            order = torch.cat([kept[torch.randperm(len(kept), generator=gen)] for _ in range(passes)])[:total]
+            passes = -(-total // len(pool))
+            order = torch.cat([pool[torch.randperm(len(pool), generator=gen)] for _ in range(passes)])[:total]
         else:
-            weights = sampling_weights(self.data.train.labels[kept], len(self.class_names), self.cfg.sampler)
-            order = kept[torch.multinomial(weights, total, replacement=True, generator=gen)]
+            weights = sampling_weights(split.labels[pool], len(self.class_names), self.cfg.sampler)
+            order = pool[torch.multinomial(weights, total, replacement=True, generator=gen)]
         return order[self.dist.rank::world]
 
     def _train_batches(self, epoch: int):
@@ -295,10 +286,11 @@ class Trainer(LiveChanges, TrainerState):
         while self.epoch < self.cfg.num_epochs and self.stop_reason is None and self.interrupt is None:
             epoch = self.epoch + 1
             start = time.perf_counter()
-            note = label_filter.refresh(self)
+            scored = label_filter.refresh(self)
+            scoring_s = time.perf_counter() - start
             train_rec = self.train_one_epoch(epoch)
-            if note:  # scoring the training images is part of this epoch's time (the time budget counts it)
-                train_rec["label_filter_seconds"] = time.perf_counter() - start - train_rec["epoch_seconds"]
+            if scored:  # scoring the training images is part of this epoch's time (the time budget counts it)
+                train_rec["label_filter_seconds"] = scoring_s
             if self.interrupt is not None:  # the partial epoch is dropped: last.pt stays the resume point
                 break
             val_rec = self.validate(epoch)
