@@ -191,6 +191,34 @@ def test_a_killed_worker_leaves_a_failed_trial_and_resume_goes_on(tiny_data, tmp
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 2
 
 
+def test_a_journal_lock_taken_through_a_relative_runs_dir_resolves(tmp_path, monkeypatch):
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "k").mkdir(parents=True)
+    _, where = open_storage(None, Path("runs/k"))
+    assert Path(where).is_absolute()
+    lock = JournalFileSymlinkLock(where)  # the lock Optuna takes for each write
+    assert lock.acquire()
+    try:  # a killed writer leaves this link behind; Optuna's stale-lock check needs it to resolve
+        assert Path(f"{where}.lock").exists()
+    finally:
+        lock.release()
+
+
+@pytest.mark.timeout(120)
+def test_a_dangling_journal_lock_of_a_dead_writer_is_removed(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "k").mkdir(parents=True)
+    lock = tmp_path / "runs" / "k" / "study.journal.lock"
+    os.symlink("runs/k/study.journal", lock)  # what a killed writer of an earlier version left (relative target)
+    os.utime(lock, (time.time() - 60,) * 2, follow_symlinks=False)
+    storage, _ = open_storage(None, Path("runs/k"))
+    optuna.create_study(storage=storage, study_name="k")  # hung at 100% CPU before
+    assert not os.path.lexists(lock)
+    assert "removed the stale journal lock" in capfd.readouterr().err
+
+
 # -- pruning next to the controller -----------------------------------------------------------------------
 
 def test_a_pruned_trial_stops_at_once_and_reads_pruned(tiny_data, tmp_path):

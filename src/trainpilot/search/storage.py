@@ -9,6 +9,8 @@ driver, a database that does not answer) is one line that names the storage with
 from __future__ import annotations
 
 import re
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from trainpilot.config import ConfigError
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 CONNECT_TIMEOUT_S = 10
+LOCK_GRACE_S = 30  # Optuna's: a journal lock untouched this long is taken to be a dead writer's
 
 
 def shown(url: str) -> str:
@@ -43,11 +46,33 @@ def open_storage(storage: str | None, study_dir: Path) -> tuple[optuna.storages.
             raise ConfigError(f"--storage '{storage}': folder '{path.parent}' does not exist")
         from optuna.storages.journal import JournalFileBackend
 
+        # Absolute: Optuna's lock is a symlink to this path, and a relative target dangles (it resolves
+        # from the link's folder), which its stale-lock check cannot see, so a dead writer's lock hung every
+        # later process.
+        path = path.resolve()
+        _clear_dangling_lock(path)
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
         except OSError as err:
             raise ConfigError(f"--storage '{storage}': cannot open the journal file ({err.strerror or err})") from None
     return _database(storage), shown(storage)
+
+
+def _clear_dangling_lock(path: Path) -> None:
+    """Remove a journal lock that points nowhere (left by a writer killed while it held a lock on a relative
+    path) once it is older than the grace period in which a live writer could still release it."""
+    lock = Path(f"{path}.lock")
+    try:
+        if not lock.is_symlink() or lock.exists():
+            return
+        wait = LOCK_GRACE_S - (time.time() - lock.lstat().st_mtime)
+        if wait > 0:
+            time.sleep(wait)
+        if lock.is_symlink() and not lock.exists():
+            lock.unlink()
+            print(f"removed the stale journal lock {lock}: its writer died while holding it", file=sys.stderr)
+    except FileNotFoundError:  # released meanwhile
+        pass
 
 
 def _database(url: str) -> optuna.storages.RDBStorage:
