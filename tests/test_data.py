@@ -106,3 +106,47 @@ def test_augmentation_is_batched_seeded_and_switchable():
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.allclose(off, (x.float() / 255 - 0.5) / 0.5, atol=1e-5)
     assert not torch.allclose(a, off)
+
+
+@pytest.mark.parametrize("kind", ["16-bit", "12-bit", "32-bit", "float", "float 0-255"])
+def test_deep_images_decode_as_their_8_bit_originals(tmp_path, kind):
+    import numpy as np
+
+    from conftest import NEU
+    from trainpilot.data.images import Geometry, decode_image
+
+    source = sorted((NEU / "train" / "crazing").glob("*.jpg"))[0]
+    grey = np.asarray(Image.open(source).convert("L"), dtype=np.float64)
+    deep = {"16-bit": (grey * 257).astype(np.uint16), "12-bit": (grey * 4095 / 255).round().astype(np.uint16),
+            "32-bit": (grey * 257).astype(np.int32), "float": (grey / 255).astype(np.float32),
+            "float 0-255": grey.astype(np.float32)}[kind]
+    path = tmp_path / "deep.tiff"
+    Image.fromarray(deep).save(path)
+    original = tmp_path / "original.png"
+    Image.fromarray(grey.astype(np.uint8)).save(original)
+    geo = Geometry(64, 64)
+    got, want = decode_image(path, geo).astype(int), decode_image(original, geo).astype(int)
+    assert np.abs(got - want).max() <= 1  # a plain convert("RGB") clips the integer ones to white
+
+
+def test_exif_orientation_is_applied_in_decoding_profiling_and_thumbnails(tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+
+    from trainpilot.data.images import ORIENTATION, Geometry, decode_image
+    from trainpilot.data.profile import _size
+    from trainpilot.data.thumbs import thumbnail
+
+    img = Image.new("RGB", (60, 20), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 30, 20))  # white left half
+    exif = img.getexif()
+    exif[ORIENTATION] = 6  # shown turned 90 degrees clockwise: 20 wide, 60 tall, white on top
+    path = tmp_path / "cam.jpg"
+    img.save(path, exif=exif, quality=95)
+    assert _size(path)[:2] == (20, 60)
+    arr = decode_image(path, Geometry(60, 20)).mean(axis=(1, 2))
+    assert arr[:25].min() > 200 and arr[-25:].max() < 50
+    thumb = Image.open(io.BytesIO(base64.b64decode(thumbnail(path, size=30).split(",", 1)[1])))
+    assert thumb.size == (10, 30) and np.asarray(thumb.convert("L"))[:10].mean() > 200

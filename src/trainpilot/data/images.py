@@ -8,6 +8,7 @@ those cached tensors (see :mod:`trainpilot.data.augment`). When the cache would 
 
 from __future__ import annotations
 
+import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from trainpilot.data.folder import Split
 
+ORIENTATION = ExifTags.Base.Orientation
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -66,22 +68,50 @@ def letterbox(img: Image.Image, width: int, height: int) -> Image.Image:
     return canvas
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as an 8-bit RGB image, as a person would see it.
+
+    - the EXIF orientation is applied (a camera's portrait JPEG stands upright);
+    - alpha is composited on white, so that transparent regions do not turn black;
+    - 16-bit and 32-bit integer images (machine-vision cameras: 10 to 16 bits in a 16-bit file) are scaled
+      from the smallest even bit depth that holds their largest value, where a plain conversion clips
+      everything above 255 to white;
+    - float images are scaled from [0, 1] when they lie in it, else stretched from their min to their max.
+    """
+    if img.getexif().get(ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    elif img.mode == "F" or img.mode.startswith("I"):
+        img = Image.fromarray(_deep_to_uint8(np.asarray(img)))
+    return img.convert("RGB")
+
+
+def _deep_to_uint8(a: np.ndarray) -> np.ndarray:
+    floats = a.dtype.kind == "f"
+    a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(a.min()), float(a.max())
+    if floats and lo >= 0 and hi <= 1:
+        a = a * 255.0
+    elif lo < 0 or (floats and hi > 255):
+        a = (a - lo) * (255.0 / max(hi - lo, 1e-12))
+    elif hi > 255:
+        a = a * (255.0 / (2.0 ** (2 * math.ceil(math.log2(hi + 1) / 2)) - 1))
+    return np.clip(a, 0, 255).round().astype(np.uint8)
+
+
 def decode_image(path: str | Path, geo: Geometry) -> np.ndarray:
     """Read any PIL-readable image as RGB ``geo.height x geo.width`` uint8 (H, W, 3).
 
     ``geo.mode`` is the config's ``resize_mode``: ``squash`` resizes, ``letterbox`` keeps the aspect
     ratio (:func:`letterbox`). With ``geo.rotate``, a tall image for a wide input (or the reverse) is
-    turned by 90 degrees first. Grayscale, palette and RGBA images are converted; alpha is composited
-    on white so that transparent regions do not turn black.
+    turned by 90 degrees first. Every mode is converted by :func:`to_rgb`.
     """
     width, height = geo.width, geo.height
     with Image.open(path) as img:
         img.draft("RGB", (width, height))  # JPEG: decode at reduced scale when much larger
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(background, rgba)
-        img = img.convert("RGB")
+        img = to_rgb(img)
         if geo.rotate and width != height and (img.width > img.height) != (width > height) \
                 and img.width != img.height:
             img = img.transpose(Image.Transpose.ROTATE_90)

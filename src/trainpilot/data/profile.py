@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from trainpilot.data.folder import DatasetIndex
-from trainpilot.data.images import DECODE_ERRORS
+from trainpilot.data.images import DECODE_ERRORS, ORIENTATION, to_rgb
 
 ELONGATED = 1.25  # long side / short side beyond which squashing to a square visibly distorts a part
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
@@ -54,7 +54,10 @@ class DataProfile:
 def _size(path) -> tuple[int, int, str] | None:
     try:
         with Image.open(path) as img:
-            return img.size[0], img.size[1], img.mode
+            w, h = img.size
+            if img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned by 90 degrees (to_rgb)
+                w, h = h, w
+            return w, h, img.mode
     except DECODE_ERRORS:
         return None
 
@@ -65,7 +68,7 @@ def _is_grey(path, mode: str) -> bool:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (64, 64))
-            arr = np.asarray(img.convert("RGB").resize((32, 32)), dtype=np.int16)
+            arr = np.asarray(to_rgb(img).resize((32, 32)), dtype=np.int16)
     except DECODE_ERRORS:
         return True  # a broken file says nothing about colour; it is skipped later
     return int(np.abs(arr - arr.mean(-1, keepdims=True)).max()) <= 8

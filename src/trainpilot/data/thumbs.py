@@ -11,11 +11,15 @@ def thumbnail(path: Path | None = None, data: bytes | None = None, size: int = 9
     """A small JPEG as a data URL, or None when the file does not decode as an image."""
     from PIL import Image
 
+    from trainpilot.data.images import to_rgb
+
     try:
         with Image.open(io.BytesIO(data) if data is not None else path) as img:
+            img.draft("RGB", (size, size))
+            img = to_rgb(img)
             img.thumbnail((size, size))
             out = io.BytesIO()
-            img.convert("RGB").save(out, "JPEG", quality=80)
+            img.save(out, "JPEG", quality=80)
     except Exception:  # noqa: BLE001 - any decoding failure means "not an image we can show"
         return None
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
