@@ -36,6 +36,8 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def dataset(name: str, tmp: Path) -> Path:
+    if name in ("ok-majority", "xsdd-majority") and (tmp / name / "test").is_dir():
+        return tmp / name  # kept from an earlier --keep run
     if name == "ok-majority":
         return ok_majority(tmp / name)
     if name == "xsdd-majority":
@@ -82,11 +84,13 @@ def main() -> None:
     parser.add_argument("--only", default="auto,off,plain")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config key for the trainpilot runs (auto, off), as with trainpilot train --set")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the variants and runs here and keep them (default: a temporary folder)")
     args = parser.parse_args()
     kinds = args.only.split(",")
     rows: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+        tmp = args.keep or Path(tmp)
         for name in args.datasets:
             data = dataset(name, tmp)
             for seed in args.seeds:

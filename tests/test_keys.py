@@ -367,6 +367,12 @@ def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path)
     page = (run.dir / "reports" / "summary.html").read_text(encoding="utf-8")
     assert "Training images that look mislabelled" in page and hits[0][0] in page
     assert page.count('<img class="thumb" src="data:image/jpeg;base64,') == min(20, len(listed))  # a look at each
+    assert rec["weak_model"] is False and "says little" not in page
+    from trainpilot.reports.html import write_summary_html
+
+    weak = {**rec, "weak_model": True}  # a model that contradicts over a third of its labels: the list means little
+    assert "says little about the labels" in write_summary_html(run.dir, "en", weak).read_text(encoding="utf-8")
+    assert "参考价值很低" in write_summary_html(run.dir, "zh", weak).read_text(encoding="utf-8")
     tiny = make_defect_dataset(tmp_path / "tiny", per_class=8, image_size=32, seed=4, classes=("a", "b"))
     off = trainpilot.train({**TINY, "data_dir": str(tiny), "num_epochs": 1, "suspect_labels": False},
                            runs_dir=tmp_path / "off", quiet=True)

@@ -275,7 +275,8 @@ def _finish(tr: Trainer, run: RunDir, tb_sink, data, notices: list[str]) -> dict
     try:
         from trainpilot.reports import write_summary_html
 
-        extra["summary_html"] = str(write_summary_html(run.root, tr.cfg.intelligent_training.report_language))
+        extra["summary_html"] = str(write_summary_html(run.root, tr.cfg.intelligent_training.report_language,
+                                                       extra.get("suspect_labels")))
     except ImportError:  # matplotlib missing
         pass
     return extra

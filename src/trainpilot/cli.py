@@ -259,6 +259,9 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
     if sus and sus["count"]:
         lines.append(f"suspect labels  {sus['count']} of {sus['images']} training images ({sus['share']:.1%}) are "
                      f"confidently called another class: {Path(str(summary.get('run_dir'))) / sus['file']}")
+        if sus.get("weak_model"):
+            lines.append("                (over a third: the model has not learned these classes yet, so this list "
+                         "says little about the labels; train longer first)")
     if summary.get("summary_html"):
         lines.append(f"summary         {summary['summary_html']}")
     lines.append(f"stopped         {summary.get('stop_reason')}")

@@ -11,7 +11,9 @@ are not all flagged, and an easy class a higher one.
 The list goes to ``reports/suspect_labels.csv``, most doubtful first (lowest probability for the given
 label), for a person to look at: nothing is moved or relabelled. A model that has memorised its training
 labels (a long run, far past the point where val stops improving) agrees with the wrong ones too, so the
-list then under-reports; it never flags an image the model has not learned to contradict.
+list then under-reports; it never flags an image the model has not learned to contradict. A model that
+contradicts over a third of its training labels has not learned the classes (too few epochs, a broken
+run): the record says so (``weak_model``), and the CLI and summary.html warn that the list means little.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+
+WEAK_SHARE = 1 / 3  # a model that contradicts more of its own training labels has not learned the classes yet
 
 
 def confident_suspects(probs: torch.Tensor, labels: torch.Tensor) -> list[tuple[int, int]]:
@@ -64,5 +68,6 @@ def write_suspect_labels(run_root: Path, data_index, device, batch_size: int) ->
             shown = path.relative_to(root) if path.is_relative_to(root) else path
             w.writerow([str(shown), names[y], names[j], f"{float(probs[i, y]):.4f}", f"{float(probs[i, j]):.4f}"])
     by_class = Counter(names[int(labels[i])] for i, _ in found)
-    return {"count": len(found), "share": round(len(found) / max(1, len(good)), 4), "images": len(good),
-            "file": str(out.relative_to(run_root)), "by_class": dict(by_class)}
+    share = len(found) / max(1, len(good))
+    return {"count": len(found), "share": round(share, 4), "images": len(good),
+            "file": str(out.relative_to(run_root)), "by_class": dict(by_class), "weak_model": share > WEAK_SHARE}

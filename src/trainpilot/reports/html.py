@@ -35,7 +35,7 @@ table{border-collapse:collapse;background:#fff;width:100%;font-size:14px;margin:
 th,td{border:1px solid #d0d7de;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .kept{color:#2e7d32;font-weight:600}.reverted{color:#c62828;font-weight:600}
-.muted{color:#57606a}img.thumb{width:72px;height:72px;object-fit:contain;background:#eef1f4}code{background:#eef1f4;padding:1px 4px;border-radius:4px}
+.muted{color:#57606a}.warn{color:#9a6700;background:#fff8c5;padding:6px 10px;border-radius:6px}img.thumb{width:72px;height:72px;object-fit:contain;background:#eef1f4}code{background:#eef1f4;padding:1px 4px;border-radius:4px}
 """
 
 
@@ -139,7 +139,7 @@ def _timeline(adjs: list[dict], L: str) -> str:
     return "\n".join(out + [_table(head, rows, num_cols=(0,))])
 
 
-def _suspects(rows: list[dict], L: str, data_root: str | None = None, shown: int = 20) -> str:
+def _suspects(rows: list[dict], L: str, data_root: str | None = None, shown: int = 20, weak: bool = False) -> str:
     """The training images best.pt contradicts (the first ``shown``, most doubtful first), each with a
     thumbnail where its file is still under ``data_root``."""
     if not rows:
@@ -155,13 +155,14 @@ def _suspects(rows: list[dict], L: str, data_root: str | None = None, shown: int
         body.append([img, _esc(r["file"]), _esc(r["label"]), _esc(r["suggested"]), _esc(r["p_label"]),
                      _esc(r["p_suggested"])])
     note = tr(L, "html_suspects_note").format(n=len(rows), shown=min(shown, len(rows)))
-    return (f"<h2>{_esc(tr(L, 'html_suspects'))}</h2><p class='muted'>{_esc(note)}</p>"
+    warn = f"<p class='warn'>{_esc(tr(L, 'html_suspects_weak'))}</p>" if weak else ""
+    return (f"<h2>{_esc(tr(L, 'html_suspects'))}</h2><p class='muted'>{_esc(note)}</p>{warn}"
             + _table(head, body, num_cols=(4, 5)))
 
 
 def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str = "en",
                         run_name: str = "", best_val: dict | None = None, suspects: list[dict] | None = None,
-                        data_root: str | None = None) -> str:
+                        data_root: str | None = None, suspects_weak: bool = False) -> str:
     """The summary page for already-loaded metric records and (merged) adjustments; ``best_val`` is
     best.pt's final evaluation on val (its confusion matrix is shown instead of the last epoch's); ``data_root``
     is the dataset folder, for thumbnails of the suspect training images."""
@@ -183,7 +184,7 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
     else:
         parts.append(f"<p class='muted'>{_esc(tr(L, 'html_no_metrics'))}</p>")
     parts.append(_timeline(adjustments, L))
-    parts.append(_suspects(suspects or [], L, data_root))
+    parts.append(_suspects(suspects or [], L, data_root, weak=suspects_weak))
     html_lang = "zh-CN" if L == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -191,15 +192,17 @@ def render_summary_html(metrics: list[dict], adjustments: list[dict], lang: str 
             f"<body><main>\n" + "\n".join(p for p in parts if p) + "\n</main></body>\n</html>\n")
 
 
-def write_summary_html(run_dir: Path, lang: str = "en") -> Path:
+def write_summary_html(run_dir: Path, lang: str = "en", suspects: dict | None = None) -> Path:
     """Read the run through the run store (metrics and adjustments may be missing or empty) and
-    write ``run_dir/reports/summary.html``; returns its path."""
+    write ``run_dir/reports/summary.html``; returns its path. ``suspects`` is the suspect list's record
+    (:func:`trainpilot.suspects.write_suspect_labels`) where summary.json does not hold it yet."""
     from trainpilot.runs import Run
 
     run = Run(Path(run_dir))
     out = run.root / "reports" / "summary.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     page = render_summary_html(run.records, run.adjustments, lang, run.id, run.evaluations.get("val"),
-                               run.suspect_labels, run.config.get("data_dir"))
+                               run.suspect_labels, run.config.get("data_dir"),
+                               bool((suspects or (run.summary or {}).get("suspect_labels") or {}).get("weak_model")))
     atomic_write_text(out, page)
     return out

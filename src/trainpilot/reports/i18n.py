@@ -83,6 +83,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_p_label": "标注类别概率", "html_p_suggested": "判断类别概率",
         "html_suspects_note": "best.pt 确信以下训练图像属于另一类别（共 {n} 张，列出前 {shown} 张，最可疑的在前）；"
                               "完整列表见 reports/suspect_labels.csv。请人工核对，系统不会改动标注。",
+        "html_suspects_weak": "模型与超过三分之一的训练标注相矛盾：它尚未学会这些类别，此列表对标注的参考价值很低。请先延长训练。",
         "html_loss": "损失曲线", "html_acc": "准确率与宏F1", "html_lr": "学习率",
         "html_cm": "混淆矩阵（最后一轮）", "html_cm_legend": "坐标轴编号对应的类别",
         "html_timeline": "参数调整时间线", "html_changes": "变更", "html_status": "状态",
@@ -161,6 +162,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "html_suspects_note": "best.pt confidently calls these training images another class ({n} in all, the first "
                               "{shown} shown, most doubtful first); reports/suspect_labels.csv has them all. Check "
                               "them by hand: nothing was relabelled.",
+        "html_suspects_weak": "The model contradicts over a third of its own training labels: it has not learned "
+                              "these classes yet, so this list says little about the labels. Train longer first.",
         "html_loss": "Loss", "html_acc": "Accuracy and macro-F1", "html_lr": "Learning rate",
         "html_cm": "Confusion matrix (last epoch)", "html_cm_legend": "Classes behind the axis indices",
         "html_timeline": "Adjustment timeline", "html_changes": "Changes", "html_status": "Status",
