@@ -494,6 +494,33 @@ def test_time_budget_cuts_epochs_and_replans_the_schedule(tiny_cfg, tmp_path):
     assert free.summary["epochs"] == 2 and free.summary["time_budget"] == []
 
 
+def test_a_busy_spell_cuts_the_time_budget_plan_only_while_it_lasts(tiny_cfg, tmp_path):
+    from trainpilot.engine.budget import epochs_that_fit
+
+    budget = 600.0  # 10 minutes; epochs of 20 s, but the first three took 60 s (another job on the machine)
+    busy = [60.0, 60.0, 60.0]
+    assert epochs_that_fit(busy, budget, planned=40, cap=40) == 10      # 420 s left at 60 s: 7 more
+    fast = busy + [20.0] * 3
+    assert epochs_that_fit(fast, budget, planned=10, cap=40) == 23      # 360 s left at 20 s: 24 fit, one spare
+    assert epochs_that_fit(fast, budget, planned=10, cap=12) == 12      # never past the plan before the cut
+    assert epochs_that_fit(fast, budget, planned=23, cap=40) == 23      # 24 fit: kept, not re-planned by one
+    assert epochs_that_fit(fast, budget, planned=25, cap=40) == 24      # 25 do not fit: cut
+    assert epochs_that_fit([700.0], budget, planned=40, cap=40) == 1    # never below the epochs done
+
+    tr, _ = build_trainer({**tiny_cfg, "num_epochs": 40, "time_budget_minutes": 10}, runs_dir=tmp_path)
+    spe = tr.steps_per_epoch()
+    for epoch, seconds in enumerate([60.0, 60.0, 60.0, 20.0, 20.0, 20.0], start=1):
+        tr.history.append({"phase": "val", "epoch": epoch, "epoch_seconds": seconds})
+        tr.epoch = epoch
+        tr._fit_time_budget(epoch)
+        if epoch == 3:
+            assert tr.cfg.num_epochs == 10 and tr.schedule.total_steps == 10 * spe
+    assert tr.cfg.num_epochs == 23 and tr.schedule.total_steps == 23 * spe  # the lr schedule ends there too
+    assert [n.split(": ")[1].split(" after")[0] for n in tr.budget_notes] == [
+        "num_epochs 40 -> 10", "num_epochs 10 -> 11", "num_epochs 11 -> 15", "num_epochs 15 -> 23"]  # given back as it speeds up
+    assert tr.state_dict()["budget_cap"] == 40
+
+
 @covers("recipe")
 def test_recipe_off_keeps_the_listed_defaults(tiny_cfg, tmp_path):
     auto, _ = build_trainer({**tiny_cfg, "recipe": "auto"}, runs_dir=tmp_path)

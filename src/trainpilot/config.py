@@ -182,8 +182,9 @@ class TrainConfig(_Strict):
         0.2, "Brightness and contrast jitter strength (use_augmentation); factors are drawn from [1-x, 1+x]. [new]",
         ge=0.0, le=0.9)
     time_budget_minutes: float = _f(
-        0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs is cut to what still "
-             "fits at the measured epoch time, and the lr schedule is re-planned to end there. [new]", ge=0.0, le=1e6)
+        0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs is re-planned to what "
+             "fits at the recent epoch times (cut, or given back up to the planned epochs when epochs get faster), "
+             "and the lr schedule to end there. [new]", ge=0.0, le=1e6)
     val_split: float = _f(0.2, "Validation fraction for flat class folders (seeded, stratified). [new]", gt=0.0, lt=0.9)
     seed: int = _f(42, "Random seed for splits, init, augmentation and order. [new]", ge=0, le=2**31 - 1)
     num_workers: int = _f(0, "Decoding processes when images are streamed from disk (not cached). [new]", ge=0, le=64)

@@ -39,7 +39,7 @@ class TrainerState:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "best": dict(self.best), "bad_epochs": self.bad_epochs, "stop_reason": self.stop_reason,
                 "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}, "rng": rng_state(),
-                "label_filter": self.label_filter.state_dict()}
+                "label_filter": self.label_filter.state_dict(), "budget_cap": self.budget_cap}
 
     def load_state_dict(self: "Trainer", state: dict, rollback: bool = False) -> None:
         """Load a :meth:`state_dict` (a last.pt, or a snapshot). ``rollback``: only the weights, EMA,
@@ -63,6 +63,7 @@ class TrainerState:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.best, self.bad_epochs = state["best"], state["bad_epochs"]
         self.label_filter.load_state_dict(state.get("label_filter"))
+        self.budget_cap = int(state.get("budget_cap") or 0)
         for hook in self.hooks:
             hook_state = state.get("hooks", {}).get(type(hook).__name__)
             if hook_state is not None:

@@ -30,6 +30,7 @@ from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
 from trainpilot.engine import label_filter
 from trainpilot.engine.live import LiveChanges
+from trainpilot.engine.budget import WINDOW, epochs_that_fit
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
 from trainpilot.engine.metrics import confusion_matrix, summarize
@@ -106,6 +107,7 @@ class Trainer(LiveChanges, TrainerState):
         self.interrupt: str | None = None  # set by a signal handler: stop after the current batch
         self._commands: list[tuple[str, Any]] = []
         self.budget_notes: list[str] = []
+        self.budget_cap = 0  # the most epochs time_budget_minutes may plan for (see _fit_time_budget)
         self.label_filter = label_filter.LabelFilter()
         self.filter_notes: list[str] = []
         self.optimizer = build_optimizer(self.model, cfg)
@@ -310,21 +312,21 @@ class Trainer(LiveChanges, TrainerState):
         return self.summary()
 
     def _fit_time_budget(self, epoch: int) -> None:
-        """Cut num_epochs to what fits in time_budget_minutes at the epoch time measured so far."""
+        """Re-plan num_epochs to what fits in time_budget_minutes at the recent epoch times (see engine.budget)."""
         budget = self.cfg.time_budget_minutes * 60
-        val = [r for r in self.history if r["phase"] == "val"]
-        if budget <= 0 or not val or epoch >= self.cfg.num_epochs:
+        seconds = [r.get("epoch_seconds", 0.0) for r in self.history if r["phase"] == "val"]
+        if budget <= 0 or not seconds or epoch >= self.cfg.num_epochs:
             return
-        spent = sum(r.get("epoch_seconds", 0.0) for r in val)
-        per_epoch = spent / len(val)
-        fits = epoch + max(0, math.floor((budget - spent) / max(per_epoch, 1e-9)))
+        self.budget_cap = max(self.budget_cap, self.cfg.num_epochs)  # the plan before any cut, or an extension
+        fits = epochs_that_fit(seconds, budget, self.cfg.num_epochs, self.budget_cap)
         fits = self.dist.broadcast(fits if self.dist.is_main else None)  # every rank stops at the same epoch
-        if fits < self.cfg.num_epochs:
+        if fits != self.cfg.num_epochs:
             planned, self.cfg.num_epochs = self.cfg.num_epochs, max(epoch, fits)
             self.rebuild_schedule(keep_progress=True)
+            recent = seconds[-WINDOW:]
             self.budget_notes.append(f"time_budget_minutes={self.cfg.time_budget_minutes:g}: num_epochs {planned} -> "
-                                     f"{self.cfg.num_epochs} after epoch {epoch} ({per_epoch:.0f} s per epoch); the lr "
-                                     f"schedule now ends at epoch {self.cfg.num_epochs}")
+                                     f"{self.cfg.num_epochs} after epoch {epoch} ({sum(recent) / len(recent):.0f} s per "
+                                     f"epoch lately); the lr schedule now ends at epoch {self.cfg.num_epochs}")
 
     @property
     def status(self) -> str:
