@@ -261,3 +261,30 @@ def test_a_logit_bias_in_best_pt_reaches_predict_evaluate_and_the_onnx_file(tmp_
     torch.save({**ckpt, "logit_bias": torch.zeros(5)}, tmp_path / "adj" / "checkpoints" / "best.pt")
     with pytest.raises(InferenceError, match="logit_bias that does not match its 3 classes"):
         load_trained(tmp_path / "adj")
+
+
+def test_flips_in_best_pt_reach_predict_and_the_onnx_file(tmp_path, tiny):
+    """best.pt's test-time augmentation (trainpilot.tta) is part of the model everywhere it is used."""
+    pytest.importorskip("onnxruntime")
+    from trainpilot.export import export_onnx, read_onnx_metadata
+    from trainpilot.tta import FlipAveraged
+
+    ckpt = torch.load(tiny["run"] / "checkpoints" / "best.pt", weights_only=True)
+    ckpt = {k: v for k, v in ckpt.items() if k not in ("tta", "logit_bias", "logit_adjustment")}
+    (tmp_path / "one" / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, tmp_path / "one" / "checkpoints" / "best.pt")
+    (tmp_path / "flips" / "checkpoints").mkdir(parents=True)
+    torch.save({**ckpt, "tta": {"used": True}}, tmp_path / "flips" / "checkpoints" / "best.pt")
+    one, flips = load_trained(tmp_path / "one"), load_trained(tmp_path / "flips")
+    assert not isinstance(one.model, FlipAveraged) and isinstance(flips.model, FlipAveraged)
+    x = preprocess([p for p in _images(tiny["data"]) if p.name != "broken.jpg"], one)
+    with torch.no_grad():
+        views = [one.model(v).softmax(1) for v in (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))]
+        assert torch.allclose(flips.model(x).exp(), torch.stack(views).mean(0), atol=1e-5)
+        assert not torch.allclose(views[0], views[1], atol=1e-3)  # the views differ, so the test can fail
+    got = {p["path"]: p["label"] for p in predict(flips, _images(tiny["data"])) if "label" in p}
+    mean = torch.stack(views).mean(0).argmax(1)
+    assert list(got.values()) == [flips.class_names[i] for i in mean.tolist()]
+    res = export_onnx(flips, tmp_path / "flips.onnx")
+    assert res["verified"] and res["top1_agreement"] == 1.0
+    assert read_onnx_metadata(tmp_path / "flips.onnx")["test_time_augmentation"].startswith("flips")

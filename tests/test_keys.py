@@ -297,6 +297,46 @@ def test_sampler_draws_minority_classes_more_often(tmp_path):
     assert shares["balanced"] == pytest.approx(0.5, abs=0.03)
 
 
+@covers("test_time_augmentation")
+def test_test_time_augmentation_averages_flips_when_validation_says_so(tmp_path):
+    """The rule: flips when they score at least as well and lower the log-loss (or when forced); in a run,
+    best.pt, the summary and the final evaluation agree, and off fits nothing."""
+    import trainpilot
+    from trainpilot.data.synthetic import make_defect_dataset
+    from trainpilot.tta import FlipAveraged, choose
+
+    labels = torch.tensor([0, 0, 1, 1])
+    single = torch.tensor([[0.6, 0.4], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]]).log()  # one error
+    better = torch.tensor([[0.7, 0.3], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]]).log()  # none, lower loss
+    surer_wrong = torch.tensor([[0.6, 0.4], [0.1, 0.9], [0.3, 0.7], [0.2, 0.8]]).log()  # same error, higher loss
+    assert choose(single, better, labels, "accuracy").used
+    no = choose(single, surer_wrong, labels, "accuracy")
+    assert not no.used and "not better on validation" in no.reason
+    assert choose(single, surer_wrong, labels, "accuracy", forced=True).used
+
+    data = make_defect_dataset(tmp_path / "d", per_class=16, image_size=32, seed=5, classes=("a", "b"),
+                               splits={"train": 0.5, "val": 0.5})
+    for mode in ("flips", "off"):
+        run = trainpilot.train({**TINY, "data_dir": str(data), "test_time_augmentation": mode},
+                               runs_dir=tmp_path / mode, quiet=True)
+        best = torch.load(run.dir / "checkpoints" / "best.pt", weights_only=True)
+        model = load_trained_model(run.dir)
+        if mode == "off":
+            assert "tta" not in best and "test_time_augmentation" not in run.summary
+            assert not isinstance(model, FlipAveraged) and run.summary["final"]["val"]["flips"] is False
+            continue
+        assert best["tta"] == run.summary["test_time_augmentation"] and best["tta"]["used"]
+        assert "test_time_augmentation=flips" in best["tta"]["reason"] and isinstance(model, FlipAveraged)
+        assert run.summary["final"]["val"]["flips"] is True
+        assert run.summary["final"]["val"]["accuracy"] == pytest.approx(best["tta"]["flips"], abs=1e-6)
+
+
+def load_trained_model(run_dir):
+    from trainpilot.inference import load_trained
+
+    return load_trained(run_dir).model
+
+
 @covers("logit_adjustment")
 def test_logit_adjustment_takes_the_training_prior_out(tmp_path):
     """A model biased towards the class it saw 5x more often: tau ~ 1 removes that prior on validation;

@@ -251,9 +251,7 @@ def _finish(tr: Trainer, run: RunDir, tb_sink, data, notices: list[str]) -> dict
     from trainpilot.finish import adjust_best, evaluate_best, final_metrics
 
     extra: dict[str, Any] = {"run_dir": str(run.root), "best_checkpoint": str(run.best)}
-    adjustment = adjust_best(run.root, data.index, tr.device, tr.cfg.batch_size * 2)
-    if adjustment is not None:
-        extra["logit_adjustment"] = adjustment
+    extra.update(adjust_best(run.root, data.index, tr.device, tr.cfg.batch_size * 2))
     model_dir, _ = output_dir(tr.cfg, "model_save_dir")
     extra["copied"] = copy_to_user_dirs(tr, model_dir, _model_stem(tr.cfg))
     write_json_atomic(run.resolved_config, {**tr.cfg.to_dict(), "model_name_resolved": tr.model_info["timm_name"]})

@@ -246,6 +246,9 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
     if latest:
         changed = sum(1 for r in latest if r.get("changes"))
         lines.append(f"tuning          analyses {len(latest)}, with changes {changed}; reports in {run.root / 'reports'}")
+    flips = summary.get("test_time_augmentation")
+    if flips:
+        lines.append(f"test-time flips {'yes' if flips['used'] else 'no'} ({flips['reason']})")
     adj = summary.get("logit_adjustment")
     if adj:
         shown = (f"tau {adj['tau']:g} ({adj['reason']})" if adj["tau"] else f"none ({adj['reason']})")

@@ -202,6 +202,11 @@ class TrainConfig(_Strict):
                 "split for the monitored metric (macro-F1 when it is val_loss) and 0 unless it beats the raw "
                 "model there. No change when every class reached the loss equally. Evaluation, predict and the "
                 "ONNX export include it; off keeps the raw argmax. [new]")
+    test_time_augmentation: Literal["auto", "flips", "off"] = _f(
+        "auto", "Average best.pt's class probabilities over each image and its three flips (4 forward passes an "
+                "image). auto: chosen at the end of training when, on the validation split, the flips score the "
+                "monitored metric at least as well as one view and lower the log-loss; flips: always. Evaluation, "
+                "predict and the ONNX export include it; the class-prior correction is fitted on its scores. [new]")
     suspect_labels: bool = _f(
         True, "After training, score the training images with best.pt and list those whose label it confidently "
               "contradicts (confident learning: per-class thresholds) in reports/suspect_labels.csv, most doubtful "

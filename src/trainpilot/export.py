@@ -103,6 +103,8 @@ def _add_metadata(path: Path, trained: Trained, dynamic: bool, exporter: str) ->
         "timm_name": str(trained.meta.get("model_info", {}).get("timm_name", "")),
         "source_checkpoint": trained.checkpoint.name,
         "model_note": str(trained.meta.get("model_note") or ""),
+        "test_time_augmentation": ("flips (the graph averages each image's probabilities with its three flips)"
+                                   if (trained.meta.get("tta") or {}).get("used") else "none"),
         "exporter": exporter,
     }
     del model.metadata_props[:]

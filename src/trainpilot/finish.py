@@ -36,44 +36,62 @@ def write_evaluation(reports_dir: Path, result: dict) -> dict[str, Path]:
     return out
 
 
-def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict | None:
-    """Fit the class-prior correction of :mod:`trainpilot.priors` on the val split and store it in best.pt
-    (``logit_bias``, ``logit_adjustment``); returns the adjustment's record, or None when there is nothing
-    to fit (no best.pt, no val split, ``logit_adjustment=off``)."""
+def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict:
+    """Fit what best.pt's scores get at the end of a run and store it in best.pt: test-time augmentation
+    (:mod:`trainpilot.tta`, ``tta``), then the class-prior correction of :mod:`trainpilot.priors` on the scores
+    it leaves (``logit_bias``, ``logit_adjustment``), both chosen on the val split. Returns their records by
+    config key (``test_time_augmentation``, ``logit_adjustment``); empty without best.pt."""
     import torch
 
     from trainpilot.config import build_config
     from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
-    from trainpilot.engine.live import resolve_class_weights
     from trainpilot.inference import _probabilities, load_trained
     from trainpilot.priors import choose, metric_for, training_shares
 
     best = run_root / "checkpoints" / "best.pt"
-    if not best.exists() or data_index.val is None or not len(data_index.val):
-        return None
+    if not best.exists():
+        return {}
     ckpt = load_checkpoint(best)
-    fitted = ckpt.pop("logit_bias", None) is not None  # a resumed run fits it again, on the raw scores
-    ckpt.pop("logit_adjustment", None)
-    if fitted:
+    fitted = [ckpt.pop(k, None) for k in ("logit_bias", "logit_adjustment", "tta")]
+    if any(f is not None for f in fitted):  # a resumed run fits them again, on the raw scores
         atomic_save(ckpt, best)
     cfg = build_config(ckpt["config"])
-    if cfg.logit_adjustment == "off":
-        return None
+    if data_index.val is None or not len(data_index.val):
+        if cfg.test_time_augmentation != "flips":
+            return {}
+        ckpt["tta"] = {"used": True, "reason": "test_time_augmentation=flips (no validation split to score them on)"}
+        atomic_save(ckpt, best)
+        return {"test_time_augmentation": ckpt["tta"]}
     classes = [str(c) for c in ckpt["class_names"]]
     remap = [classes.index(c) for c in data_index.classes]
-    train = dict(zip(data_index.classes, data_index.counts("train")))
-    counts = [train.get(c, 0) for c in classes]
-    shares = training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
     trained = load_trained(run_root, "best", device=device)
-    good, probs, _ = _probabilities(trained, list(data_index.val.paths), batch_size)
+    val = list(data_index.val.paths)
+    good, probs, _ = _probabilities(trained, val, batch_size)
     labels = torch.tensor([remap[int(data_index.val.labels[i])] for i in good], dtype=torch.long)
-    adjustment = choose(probs.double().clamp(min=1e-12).log(), labels, shares, metric_for(cfg.monitor))
-    record = adjustment.to_dict()
-    ckpt["logit_adjustment"] = record
-    if adjustment.tau > 0:
-        ckpt["logit_bias"] = torch.tensor(adjustment.bias, dtype=torch.float32)
+    log_probs = probs.double().clamp(min=1e-12).log()
+    out: dict = {}
+    if cfg.test_time_augmentation != "off":
+        from trainpilot import tta
+
+        trained.model = tta.FlipAveraged(trained.model)
+        flipped = _probabilities(trained, val, batch_size)[1].double().clamp(min=1e-12).log()
+        choice = tta.choose(log_probs, flipped, labels, metric_for(cfg.monitor),
+                            forced=cfg.test_time_augmentation == "flips")
+        ckpt["tta"] = out["test_time_augmentation"] = choice.to_dict()
+        if choice.used:
+            log_probs = flipped
+    if cfg.logit_adjustment != "off":
+        from trainpilot.engine.live import resolve_class_weights
+
+        train = dict(zip(data_index.classes, data_index.counts("train")))
+        counts = [train.get(c, 0) for c in classes]
+        shares = training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
+        adjustment = choose(log_probs, labels, shares, metric_for(cfg.monitor))
+        ckpt["logit_adjustment"] = out["logit_adjustment"] = adjustment.to_dict()
+        if adjustment.tau > 0:
+            ckpt["logit_bias"] = torch.tensor(adjustment.bias, dtype=torch.float32)
     atomic_save(ckpt, best)
-    return record
+    return out
 
 
 def evaluate_best(run_root: Path, data_index, device, batch_size: int) -> dict[str, dict]:
@@ -94,6 +112,7 @@ def evaluate_best(run_root: Path, data_index, device, batch_size: int) -> dict[s
                                 Path(data_index.root), batch_size)
         result["epoch"], result["source"] = trained.meta.get("epoch"), trained.meta.get("source")
         result["logit_adjustment"] = trained.meta.get("logit_adjustment")
+        result["test_time_augmentation"] = bool((trained.meta.get("tta") or {}).get("used"))
         results[split] = result
         write_evaluation(run_root / "reports", result)
     return results
@@ -103,4 +122,5 @@ def final_metrics(results: dict[str, dict]) -> dict:
     """The headline numbers of :func:`evaluate_best` for summary.json."""
     return {split: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "num_images": r["num_images"],
                     "epoch": r.get("epoch"), "source": r.get("source"),
-                    "logit_tau": (r.get("logit_adjustment") or {}).get("tau", 0.0)} for split, r in results.items()}
+                    "logit_tau": (r.get("logit_adjustment") or {}).get("tau", 0.0),
+                    "flips": r.get("test_time_augmentation", False)} for split, r in results.items()}

@@ -129,6 +129,10 @@ def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device:
     if bias is not None and not (isinstance(bias, torch.Tensor) and bias.numel() == len(class_names)):
         raise InferenceError(f"'{path}' holds a logit_bias that does not match its {len(class_names)} classes; "
                              f"it is damaged or not written by trainpilot")
+    if (ckpt.get("tta") or {}).get("used"):
+        from trainpilot.tta import FlipAveraged
+
+        model = FlipAveraged(model)
     if bias is not None and bool(bias.abs().sum() > 0):
         from trainpilot.priors import AdjustedLogits
 
@@ -136,7 +140,7 @@ def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device:
     model = model.to(dev, memory_format=torch.channels_last).eval()
     model_info = ckpt.get("model_info") or info
     meta = {k: ckpt.get(k) for k in ("session_id", "epoch", "source", "monitor", "value", "model_note",
-                                     "logit_adjustment")}
+                                     "logit_adjustment", "tta")}
     meta.update(model_info=model_info)
     return Trained(model=model, class_names=class_names, image_size=int(ckpt.get("image_size") or cfg.image_size),
                    mean=tuple(model_info.get("mean", info["mean"])), std=tuple(model_info.get("std", info["std"])),
