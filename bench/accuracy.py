@@ -60,6 +60,9 @@ def ours(data: Path, runs: Path, seed: int, budget: float, controller: bool, ove
             "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "auto": run.summary.get("auto"),
             "diagnoses": [f"e{a['epoch']} {(a.get('diagnosis') or {}).get('primary')}" for a in latest.values()],
             "suspect_labels": (run.summary.get("suspect_labels") or {}).get("count"),
+            "flips": (run.summary.get("test_time_augmentation") or {}).get("reason"),
+            "tau": (run.summary.get("logit_adjustment") or {}).get("tau"),
+            "budget": run.summary.get("time_budget"),
             "changes": [f"e{a['epoch']} {','.join(c['key'] for c in a['changes'])} -> {a['status']}"
                         for a in latest.values() if a["changes"]],
             "epoch_seconds": _median_epoch_seconds(run.dir),  # against the size probe's estimate in size_reason

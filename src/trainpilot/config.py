@@ -182,9 +182,8 @@ class TrainConfig(_Strict):
         0.2, "Brightness and contrast jitter strength (use_augmentation); factors are drawn from [1-x, 1+x]. [new]",
         ge=0.0, le=0.9)
     time_budget_minutes: float = _f(
-        0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs is re-planned to what "
-             "fits at the recent epoch times (cut, or given back up to the planned epochs when epochs get faster), "
-             "and the lr schedule to end there. [new]", ge=0.0, le=1e6)
+        0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs (at most the planned) "
+             "and the lr schedule are re-planned to what fits at the last 3 epochs' times. [new]", ge=0.0, le=1e6)
     val_split: float = _f(0.2, "Validation fraction for flat class folders (seeded, stratified). [new]", gt=0.0, lt=0.9)
     seed: int = _f(42, "Random seed for splits, init, augmentation and order. [new]", ge=0, le=2**31 - 1)
     num_workers: int = _f(0, "Decoding processes when images are streamed from disk (not cached). [new]", ge=0, le=64)
@@ -203,10 +202,9 @@ class TrainConfig(_Strict):
                 "model there. No change when every class reached the loss equally. Evaluation, predict and the "
                 "ONNX export include it; off keeps the raw argmax. [new]")
     test_time_augmentation: Literal["auto", "flips", "off"] = _f(
-        "auto", "Average best.pt's class probabilities over each image and its three flips (4 forward passes an "
-                "image). auto: chosen at the end of training when, on the validation split, the flips score the "
-                "monitored metric at least as well as one view and lower the log-loss; flips: always. Evaluation, "
-                "predict and the ONNX export include it; the class-prior correction is fitted on its scores. [new]")
+        "auto", "Average best.pt's class probabilities over each image and its three flips (4 forward passes). auto: "
+                "when, on validation, they score the monitored metric at least as well as one view and lower the "
+                "log-loss; flips: always. Evaluate, predict and ONNX include it. [new]")
     suspect_labels: bool = _f(
         True, "After training, score the training images with best.pt and list those whose label it confidently "
               "contradicts (confident learning: per-class thresholds) in reports/suspect_labels.csv, most doubtful "
