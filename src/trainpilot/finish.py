@@ -52,8 +52,8 @@ def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict:
     if not best.exists():
         return {}
     ckpt = load_checkpoint(best)
-    fitted = [ckpt.pop(k, None) for k in ("logit_bias", "logit_adjustment", "tta")]
-    if any(f is not None for f in fitted):  # a resumed run fits them again, on the raw scores
+    fitted = {k: ckpt.pop(k) for k in ("logit_bias", "logit_adjustment", "tta") if k in ckpt}
+    if fitted:  # a resumed run fits them again, on the raw scores
         atomic_save(ckpt, best)
     cfg = build_config(ckpt["config"])
     if data_index.val is None or not len(data_index.val):
