@@ -277,6 +277,7 @@ def test_flips_in_best_pt_reach_predict_and_the_onnx_file(tmp_path, tiny):
     torch.save({**ckpt, "tta": {"used": True}}, tmp_path / "flips" / "checkpoints" / "best.pt")
     one, flips = load_trained(tmp_path / "one"), load_trained(tmp_path / "flips")
     assert not isinstance(one.model, FlipAveraged) and isinstance(flips.model, FlipAveraged)
+    assert not isinstance(load_trained(tmp_path / "flips", flips=False).model, FlipAveraged)  # the suspect list's view
     x = preprocess([p for p in _images(tiny["data"]) if p.name != "broken.jpg"], one)
     with torch.no_grad():
         views = [one.model(v).softmax(1) for v in (x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2))]

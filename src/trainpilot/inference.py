@@ -105,8 +105,10 @@ def _pick_device(device: str | torch.device) -> torch.device:
         raise InferenceError(f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
 
 
-def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device: str | torch.device = "cpu") -> Trained:
-    """Rebuild the model of a run directory (or a .pt file) and load its ``which`` weights, in eval mode."""
+def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device: str | torch.device = "cpu",
+                 flips: bool = True) -> Trained:
+    """Rebuild the model of a run directory (or a .pt file) and load its ``which`` weights, in eval mode, with
+    what the checkpoint adds to its scores (test-time flips unless ``flips`` is false, the class-prior bias)."""
     from trainpilot.models import build_model  # timm is imported only when a model is needed
 
     path = _checkpoint_path(run_dir_or_checkpoint, which)
@@ -129,7 +131,7 @@ def load_trained(run_dir_or_checkpoint: str | Path, which: str = "best", device:
     if bias is not None and not (isinstance(bias, torch.Tensor) and bias.numel() == len(class_names)):
         raise InferenceError(f"'{path}' holds a logit_bias that does not match its {len(class_names)} classes; "
                              f"it is damaged or not written by trainpilot")
-    if (ckpt.get("tta") or {}).get("used"):
+    if flips and (ckpt.get("tta") or {}).get("used"):
         from trainpilot.tta import FlipAveraged
 
         model = FlipAveraged(model)

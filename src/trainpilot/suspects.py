@@ -1,6 +1,7 @@
 """Training images whose label the finished model confidently contradicts (confident learning).
 
-After training, ``best.pt`` scores every training image, as at inference (no augmentation). Each class
+After training, ``best.pt`` scores every training image in one view (no augmentation, no test-time flips:
+the training split is the largest, and one view is what the list's precision was measured with). Each class
 gets a threshold of its own: the model's mean probability for that class over the images filed under it
 (its self-confidence there; Northcutt et al., "Confident Learning", 2021). An image filed under class
 ``i`` is a suspect when, among the classes whose probability reaches their own threshold, the most
@@ -50,7 +51,7 @@ def write_suspect_labels(run_root: Path, data_index, device, batch_size: int) ->
     best = Path(run_root) / "checkpoints" / "best.pt"
     if not best.exists() or not len(data_index.train):
         return None
-    trained = load_trained(run_root, "best", device=device)
+    trained = load_trained(run_root, "best", device=device, flips=False)  # one view: a quarter of the cost
     remap = [trained.class_names.index(c) for c in data_index.classes]
     paths = list(data_index.train.paths)
     good, probs, _ = _probabilities(trained, paths, batch_size)
