@@ -75,7 +75,8 @@ def make_run(runs_dir: Path, name: str, epochs: int = 10, adjustments: list[dict
     (root / "status.json").write_text(json.dumps(status), encoding="utf-8")
     if state == "completed":
         (root / "summary.json").write_text(json.dumps({"stop_reason": "completed num_epochs", "final": {
-            "test": {"accuracy": 0.91, "macro_f1": 0.9, "num_images": 40}}}), encoding="utf-8")
+            "test": {"accuracy": 0.91, "macro_f1": 0.9, "num_images": 40}},
+            "test_time_augmentation": {"used": True}, "logit_adjustment": {"tau": 0.75}}), encoding="utf-8")
         (root / "checkpoints" / "best.pt").write_bytes(b"")
     (root / "checkpoints" / "last.pt").write_bytes(b"")
     for a in adjustments or []:

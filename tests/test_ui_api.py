@@ -53,8 +53,11 @@ def test_runs_list_and_run_detail(client):
     assert drawn[0]["window"] == [3, 5] and drawn[0]["outcome"]["delta"] == 0.02
     assert d["changed"] == {"learning_rate": 0.001}  # the reverted change is not in the config any more
     assert d["confusion"]["counts"][0][0] == 8 and d["train_counts"] == [40, 70, 100, 130]
+    assert d["scoring"] == "4 views (test-time flips) · class-prior tau 0.75"  # what best.pt adds to the scores
+    assert client.get("/api/runs/live").json()["scoring"] is None  # not finished: nothing fitted yet
     zh = client.get("/api/runs/done?lang=zh").json()
     assert next(a for a in zh["adjustments"] if a["drawn"])["label"] == "lr ÷2 · 已保留"
+    assert zh["scoring"] == "4 个视图（测试时翻转） · 类别先验校正 tau 0.75"
 
 
 def test_suspect_labels_come_with_thumbnails_of_files_inside_the_data_folder_only(client, runs, tmp_path):

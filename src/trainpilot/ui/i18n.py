@@ -24,6 +24,8 @@ UI: dict[str, tuple[str, str]] = {
     "col.data": ("Dataset", "数据集"), "col.epochs": ("Epochs", "轮次"), "col.best": ("Best", "最佳"),
     "col.last": ("Last", "最新"), "col.test": ("Test", "测试集"), "col.adjustments": ("Adjustments", "调整"),
     "col.started": ("Started", "开始时间"), "col.mode": ("Tuning", "调参模式"), "col.duration": ("Duration", "耗时"),
+    "col.scoring": ("best.pt scores", "best.pt 推理"), "run.flips": ("4 views (test-time flips)", "4 个视图（测试时翻转）"),
+    "run.one_view": ("1 view", "1 个视图"), "run.prior": ("class-prior tau", "类别先验校正 tau"),
     "st.running": ("running", "训练中"), "st.completed": ("completed", "已完成"), "st.stopped": ("stopped", "已停止"),
     "st.crashed": ("crashed", "已崩溃"), "st.pruned": ("pruned", "已剪枝"), "st.starting": ("starting", "启动中"),
     "adj.kept": ("kept", "保留"), "adj.reverted": ("reverted", "回滚"), "adj.pending": ("pending", "待定"),

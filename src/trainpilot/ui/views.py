@@ -15,6 +15,7 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
+from trainpilot.ui.i18n import strings
 from trainpilot.tuning.messages import state_label
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
@@ -155,7 +156,21 @@ def run_detail(run: Run, lang: str) -> dict:
             "recall": recall(rows, classes), "confusion": confusion(run, rows), "adjustments": cards,
             "config": cfg, "changed": changed_keys(adjustments), "mode": (cfg.get("intelligent_training") or {}).get("mode"),
             "reports": [p.name for p in run.reports if p.suffix in (".md", ".json", ".html", ".csv", ".png")],
-            "checkpoints": sorted(run.checkpoints), "suspects": suspects(run)}
+            "checkpoints": sorted(run.checkpoints), "suspects": suspects(run), "scoring": scoring(run, lang)}
+
+
+def scoring(run: Run, lang: str) -> str | None:
+    """What best.pt adds to the model's scores (test-time flips, the class-prior tau), in words; None before
+    the run has finished."""
+    summary = run.summary or {}
+    flips, prior = summary.get("test_time_augmentation"), summary.get("logit_adjustment")
+    if flips is None and prior is None:
+        return None
+    words = strings(lang)
+    parts = [words["run.flips"] if (flips or {}).get("used") else words["run.one_view"]]
+    if (prior or {}).get("tau"):
+        parts.append(f"{words['run.prior']} {prior['tau']:g}")
+    return " · ".join(parts)
 
 
 def suspects(run: Run, shown: int = SUSPECTS_SHOWN) -> dict | None:

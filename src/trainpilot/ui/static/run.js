@@ -39,6 +39,7 @@
       [T["col.model"], r.model], [T["col.data"], r.data], [T["col.epochs"], `${r.epochs}/${r.num_epochs || "?"}`],
       [T["col.best"], r.best !== null ? `${fmt(r.best)} @${r.best_epoch} (${detail.monitor})` : "–"],
       [T["col.test"], r.test_accuracy !== null && r.test_accuracy !== undefined ? fmt(r.test_accuracy) : null],
+      [T["col.scoring"], detail.scoring],
       [T["col.duration"], duration(r.duration_s)], [T["col.mode"], detail.mode]]
       .filter(x => x[1] !== null && x[1] !== undefined).map(([k, v]) => `<span>${esc(k)} <b>${esc(v)}</b></span>`).join("");
     document.getElementById("stop-btn").hidden = detail.status !== "running";
