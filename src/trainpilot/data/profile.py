@@ -55,7 +55,9 @@ def _size(path) -> tuple[int, int, str] | None:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            if img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):  # shown turned by 90 degrees (to_rgb)
+            # shown turned by 90 degrees (to_rgb); a PNG's EXIF may follow its pixels, so only a header's is read
+            header_exif = img.format != "PNG" or "exif" in img.info
+            if header_exif and img.getexif().get(ORIENTATION, 1) in (5, 6, 7, 8):
                 w, h = h, w
             return w, h, img.mode
     except DECODE_ERRORS:
