@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from trainpilot.data.weights import sampled_counts
-from trainpilot.engine.metrics import confusion_matrix, summarize
+from trainpilot.engine.metrics import argmax_metric
 
 TAUS = tuple(i * 0.25 for i in range(9))  # 0 .. 2
 EQUAL = 1.02  # largest/smallest share below which the classes count as equally seen
@@ -68,8 +68,7 @@ def training_shares(counts: list[int], sampler: str, class_weights: dict[str, fl
 
 
 def _score(log_probs: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor, metric: str, k: int) -> float:
-    preds = (log_probs + bias).argmax(dim=1)
-    return float(summarize(confusion_matrix(preds, labels, k), [str(i) for i in range(k)])[metric])
+    return argmax_metric(log_probs + bias, labels, metric)
 
 
 def choose(log_probs: torch.Tensor, labels: torch.Tensor, shares: torch.Tensor, metric: str) -> Adjustment:

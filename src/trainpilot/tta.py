@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from trainpilot.engine.metrics import confusion_matrix, summarize
+from trainpilot.engine.metrics import argmax_metric
 
 VIEWS = 4
 
@@ -55,9 +55,7 @@ class TTAChoice:
 
 
 def _evaluate(log_probs: torch.Tensor, labels: torch.Tensor, metric: str) -> tuple[float, float]:
-    k = log_probs.shape[1]
-    value = summarize(confusion_matrix(log_probs.argmax(1), labels, k), [str(i) for i in range(k)])[metric]
-    return float(value), float(nn.functional.nll_loss(log_probs.double(), labels))
+    return argmax_metric(log_probs, labels, metric), float(nn.functional.nll_loss(log_probs.double(), labels))
 
 
 def choose(single: torch.Tensor, flips: torch.Tensor, labels: torch.Tensor, metric: str,

@@ -14,14 +14,18 @@ import math
 WINDOW = 3  # epochs; the label filter scores every 3rd epoch, so the window always holds one such epoch
 
 
+def recent_epoch_seconds(epoch_seconds: list[float]) -> float:
+    """The epoch time the plan is made with: the mean of the last :data:`WINDOW` epochs."""
+    recent = epoch_seconds[-WINDOW:]
+    return max(sum(recent) / len(recent), 1e-9)
+
+
 def epochs_that_fit(epoch_seconds: list[float], budget_s: float, planned: int, cap: int) -> int:
     """The number of epochs to plan for after ``len(epoch_seconds)`` epochs took those seconds: at most
     ``cap``, at least the epochs done; ``planned`` (the current plan) is kept unless it no longer fits or
     at least two more epochs fit."""
     done = len(epoch_seconds)
-    recent = epoch_seconds[-WINDOW:]
-    per_epoch = max(sum(recent) / len(recent), 1e-9)
-    fits = done + max(0, math.floor((budget_s - sum(epoch_seconds)) / per_epoch))
+    fits = done + max(0, math.floor((budget_s - sum(epoch_seconds)) / recent_epoch_seconds(epoch_seconds)))
     if fits < planned:
         return max(done, fits)
     if fits >= planned + 2 and planned < cap:

@@ -35,3 +35,9 @@ def summarize(cm: torch.Tensor, class_names: list[str]) -> dict:
         },
         "confusion_matrix": cm.long().tolist(),
     }
+
+
+def argmax_metric(scores: torch.Tensor, labels: torch.Tensor, metric: str) -> float:
+    """One entry of :func:`summarize` (``accuracy``, ``macro_f1``, ...) for the argmax of ``N x C`` scores."""
+    k = scores.shape[1]
+    return float(summarize(confusion_matrix(scores.argmax(1), labels, k), [str(i) for i in range(k)])[metric])

@@ -30,7 +30,7 @@ from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
 from trainpilot.engine import label_filter
 from trainpilot.engine.live import LiveChanges
-from trainpilot.engine.budget import WINDOW, epochs_that_fit
+from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
 from trainpilot.engine.metrics import confusion_matrix, summarize
@@ -323,10 +323,9 @@ class Trainer(LiveChanges, TrainerState):
         if fits != self.cfg.num_epochs:
             planned, self.cfg.num_epochs = self.cfg.num_epochs, max(epoch, fits)
             self.rebuild_schedule(keep_progress=True)
-            recent = seconds[-WINDOW:]
             self.budget_notes.append(f"time_budget_minutes={self.cfg.time_budget_minutes:g}: num_epochs {planned} -> "
-                                     f"{self.cfg.num_epochs} after epoch {epoch} ({sum(recent) / len(recent):.0f} s per "
-                                     f"epoch lately); the lr schedule now ends at epoch {self.cfg.num_epochs}")
+                                     f"{self.cfg.num_epochs} after epoch {epoch} ({recent_epoch_seconds(seconds):.0f} s "
+                                     f"per epoch lately); the lr schedule now ends at epoch {self.cfg.num_epochs}")
 
     @property
     def status(self) -> str:

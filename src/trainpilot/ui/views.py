@@ -15,8 +15,8 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
-from trainpilot.ui.i18n import strings
 from trainpilot.tuning.messages import state_label
+from trainpilot.ui.i18n import strings
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
 SHORT_KEYS = {"learning_rate": "lr", "weight_decay": "wd", "label_smoothing": "smoothing", "dropout_rate": "dropout",
