@@ -92,7 +92,8 @@ def test_a_run_prints_and_records_its_choices(long_imbalanced, tmp_path, capsys)
 
 
 def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
-    """With time_budget_minutes, the size shrinks (in steps of 32, not below 128 px) until 15 epochs fit."""
+    """With time_budget_minutes, the size shrinks (in steps of 32, not below 128 px) until 10 epochs fit with
+    pretrained weights, 15 from scratch."""
     from trainpilot import recipe
 
     profile = profile_dataset(scan_dataset(long_imbalanced))
@@ -100,27 +101,34 @@ def test_a_time_budget_bounds_the_input_size(long_imbalanced, monkeypatch):
                             "median_aspect": 1.2, "median_width_ratio": 1.2})  # mostly near-square: a square input
     monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size, batch, bf16=False: 0.01)  # 10 ms at 128 px
     sizes = {}
-    for minutes in (0, 60, 0.7, 0.2):
+    for minutes in (0, 60, 0.45, 0.2):
         cfg = build_config({"time_budget_minutes": minutes})
-        sizes[minutes] = {c.key: c for c in choose(cfg, wide, {"time_budget_minutes"})}["image_size"]
-    assert sizes[0].value == sizes[60].value == 224 and "instead" not in sizes[60].reason
-    # 15 epochs x (78 + 39/3 images) x 13 ms x (s/128)^2 <= 0.9 x 42 s  ->  s <= 181 px  ->  160 px
-    assert sizes[0.7].value == 160 and "160 px instead, so that 15 epochs fit" in sizes[0.7].reason
-    assert sizes[0.2].value == 128
+        sizes[minutes] = {c.key: c for c in choose(cfg, wide, {"time_budget_minutes"})}
+    assert sizes[0.45]["use_pretrained"].value is True
+    assert sizes[0]["image_size"].value == sizes[60]["image_size"].value == 224
+    assert "instead" not in sizes[60]["image_size"].reason
+    # 10 epochs x (78 + 39/3 images) x 13 ms x (s/128)^2 <= 0.9 x 27 s  ->  s <= 183 px  ->  160 px
+    assert sizes[0.45]["image_size"].value == 160
+    assert "160 px instead, so that 10 epochs fit" in sizes[0.45]["image_size"].reason
+    assert sizes[0.2]["image_size"].value == 128
+    # from scratch, 15 epochs must fit, timed at its lower bound of 64 px: s <= 75 px  ->  64 px
+    scratch = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.45, "use_pretrained": False}), wide,
+                                        {"time_budget_minutes", "use_pretrained"})}
+    assert scratch["image_size"].value == 64 and "so that 15 epochs fit" in scratch["image_size"].reason
     wider = type(profile)(**{**wide.to_dict(), "median_aspect": 3.0, "median_width_ratio": 3.0})
-    got = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7}), wider, {"time_budget_minutes"})}
-    # a 3:1 input of as many pixels: s^2 / 3 <= 181^2  ->  s <= 313 px  ->  the long side 320 instead of 160
-    assert got["input_aspect"].value == 3.0 and got["image_size"].value == 320
-    assert "a 320x104 input" in got["image_size"].reason
+    got = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.45}), wider, {"time_budget_minutes"})}
+    # a 3:1 input of as many pixels: s^2 / 3 <= 183^2  ->  s <= 317 px  ->  the long side 288 instead of 160
+    assert got["input_aspect"].value == 3.0 and got["image_size"].value == 288
+    assert "a 288x96 input" in got["image_size"].reason
     # the probe times what the run will train: bf16 where it is faster (mixed_precision), in batches of batch_size
     timed = []
     monkeypatch.setattr(recipe, "seconds_per_image", lambda model, k, size, batch, bf16=False:
                         timed.append((batch, bf16)) or (0.005 if bf16 else 0.01))
-    fast = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7, "batch_size": 16}), wide,
+    fast = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.45, "batch_size": 16}), wide,
                                      {"time_budget_minutes", "batch_size"})}
-    assert timed == [(16, False), (16, True)] and fast["image_size"].value == 224  # s <= 181 x sqrt(2) = 256 px
+    assert timed == [(16, False), (16, True)] and fast["image_size"].value == 224  # s <= 183 x sqrt(2) = 259 px
     timed.clear()
-    fp32 = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.7, "mixed_precision": False}), wide,
+    fp32 = {c.key: c for c in choose(build_config({"time_budget_minutes": 0.45, "mixed_precision": False}), wide,
                                      {"time_budget_minutes", "mixed_precision"})}
     assert timed == [(32, False)] and fp32["image_size"].value == 160
 

@@ -19,8 +19,9 @@ The rules read the data rather than fit one benchmark:
   into an input of their median aspect ratio (up to 3:1), turning the images of the other orientation
   when there are some, so that no pixel of the input is spent on padding; the input's long side follows
   the images' (no downscaling of small defects) within 128-224 px for a square (as many pixels for a
-  non-square input), and with ``time_budget_minutes`` set, shrinks until 15 epochs fit the budget, timed
-  on this CPU as the run will train (its batch size, bf16 autocast where that is faster).
+  non-square input), and with ``time_budget_minutes`` set, shrinks until 10 epochs fit the budget (15 from
+  scratch), timed on this CPU as the run will train (its batch size, bf16 autocast where that is faster):
+  ImageNet features fine-tune in fewer epochs, and small defects need the pixels more than extra passes.
 * **epochs**: about 24,000 training images seen (15 to 60 epochs), so small sets get more passes.
 """
 
@@ -43,6 +44,8 @@ SIZE_RANGE_SCRATCH = (64, 224)
 ASPECT_RANGE = (1.25, 3.0)  # a non-square input from this elongation, and at most this long
 IMAGES_SEEN = 24_000      # training images per run (epochs x set size)
 EPOCH_RANGE = (15, 60)
+FIT_EPOCHS = 10           # epochs that must fit the time budget at the chosen size (pretrained weights) ...
+FIT_EPOCHS_SCRATCH = 15   # ... and from scratch, which needs more passes
 TRAIN_STEP_OVERHEAD = 1.3  # a training step (augmentation, optimizer, EMA) vs the probe's forward + backward
 PROBE_BATCH_MAX = 64       # the probe times batches of batch_size, up to this many images
 
@@ -182,11 +185,11 @@ def choose(cfg: TrainConfig, profile: DataProfile, explicit: set[str]) -> list[C
         why = f"median {'long side' if long_side else 'side'} {side:.0f} px; {size} px is {how}"
         if cfg.time_budget_minutes > 0 and size > lo:
             model = chosen.get("model_name", cfg.model_name)
-            n_epochs = cfg.num_epochs if not free("num_epochs") else epochs
-            fit, epoch_s = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile,
-                                               min(n_epochs, EPOCH_RANGE[0]), k * k)
+            n_fit = min(cfg.num_epochs if not free("num_epochs") else epochs,
+                        FIT_EPOCHS if pretrained else FIT_EPOCHS_SCRATCH)
+            fit, epoch_s = _size_within_budget(model, len(profile.classes), size, lo, cfg, profile, n_fit, k * k)
             if fit < size:
-                why += (f"; {fit} px instead, so that {min(n_epochs, EPOCH_RANGE[0])} epochs fit in "
+                why += (f"; {fit} px instead, so that {n_fit} epochs fit in "
                         f"time_budget_minutes={cfg.time_budget_minutes:g} (about {epoch_s:.0f} s per epoch there, "
                         f"timed on this machine)")
                 size = fit
