@@ -341,6 +341,30 @@ def test_emergency_threshold_and_noise_margin_keys(tiny_cfg, tmp_path):
     assert ctl.cooldown_until == 1 + ctl.it.cooldown_epochs - 1
 
 
+def test_a_train_loss_raised_by_a_kept_loss_change_is_no_emergency(tiny_cfg, tmp_path):
+    """Mixup kept from epoch 4 doubles the train loss; compared with the losses before it, that read as a
+    blow-up (and cut the lr 10x on a neu-cls model with every val image right). Losses are compared only
+    under the same loss: a change to LOSS_KEYS still in effect starts a new reference."""
+    from trainpilot.jsonio import append_jsonl
+
+    t, _ = build_trainer(tiny_cfg, runs_dir=tmp_path)
+    t.run.create()
+    rec = lambda e, loss: {"phase": "train", "epoch": e, "loss": loss, "nonfinite_steps": 0}  # noqa: E731
+    t.history = [rec(1, 1.0), rec(2, 0.6), rec(3, 0.5), rec(4, 0.46), rec(5, 0.8), rec(6, 1.0)]
+    ctl = TuningController(_it(divergence_threshold=2.0), run=t.run, advisor=Scripted())
+    assert ctl.loss_since() == 0 and ctl._emergency(t)  # nothing on record: 1.0 > 2 x 0.46
+    change = lambda adj, key, status: {"adj_id": adj, "epoch": 4, "status": status, "rejected": [],  # noqa: E731
+                                       "changes": [{"key": key, "old": False, "new": True}]}
+    append_jsonl(t.run.adjustments, change("adj_lr", "learning_rate", "kept"))  # the lr does not redefine the loss
+    assert ctl.loss_since() == 0 and ctl._emergency(t)
+    append_jsonl(t.run.adjustments, change("adj_mix", "advanced_augmentation_enabled", "reverted"))
+    assert ctl.loss_since() == 0  # rolled back: not in effect
+    append_jsonl(t.run.adjustments, change("adj_mix", "advanced_augmentation_enabled", "kept"))
+    assert ctl.loss_since() == 4 and not ctl._emergency(t)
+    t.history.append(rec(7, 2.5))  # 2.5 > 2 x 0.8: a blow-up under the new loss still is one
+    assert ctl._emergency(t)
+
+
 def test_imbalance_remedies_get_a_longer_window_and_are_judged_on_macro_f1(tiny_cfg, tmp_path):
     """imbalance_evaluation_window applies to sampler/class-weight changes; accuracy never judges imbalanced data."""
     from trainpilot.tuning.controller import judge_metric

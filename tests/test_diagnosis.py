@@ -246,3 +246,43 @@ def test_noisy_labels_are_judged_on_the_class_mix_the_sampler_draws():
     assert d.state("noisy_labels") is None and d.features.label_disagreement < 0.05, d.to_dict()
     # the same curves with the shuffle sampler: training draws as val does, so 0.64 against 0.93 is disagreement
     assert diagnose(hist, CFG, counts).state("noisy_labels") is not None
+
+
+def _with_val_images(history: list[dict], per_class: int = 100) -> list[dict]:
+    """The val records with a confusion matrix of ``per_class`` images per class (the val set's size)."""
+    for r in history:
+        if r["phase"] == "val":
+            r["confusion_matrix"] = [[per_class if i == j else 0 for j in range(len(CLASSES))] for i in range(len(CLASSES))]
+    return history
+
+
+def test_a_saturated_model_gets_no_overfitting_instability_or_rising_loss_verdict():
+    """(Almost) every val image right for a whole window: a rising or wobbling val loss, or a train loss
+    wobble, has nothing a change could win on the monitored metric."""
+    tl, vl = [1.0, 0.6, 0.5, 0.48, 0.47, 0.46], [0.3, 0.05, 0.09, 0.06, 0.10, 0.12]
+    ta = [0.8, 0.95, 0.98, 0.99, 0.99, 0.99]
+    perfect = diagnose(_with_val_images(make_history(tl, vl, ta, [0.9, 1.0, 1.0, 1.0, 1.0, 1.0])), CFG, COUNTS)
+    assert perfect.features.saturated and perfect.primary == "healthy", perfect.to_dict()
+    one_off = make_history(tl, vl, ta, [0.9, 1.0, 0.9975, 1.0, 0.9975, 1.0])  # 1 of the 400 val images wrong
+    assert diagnose(_with_val_images(one_off), CFG, COUNTS).primary == "healthy"
+    one_of_40 = make_history(tl, vl, ta, [0.9, 1.0, 0.975, 1.0, 0.975, 1.0])  # 1 of 40 wrong is 97.5%: not saturated
+    assert not diagnose(_with_val_images(one_of_40, per_class=10), CFG, COUNTS).features.saturated
+    short = diagnose(_with_val_images(make_history(tl, vl, ta, [0.9, 0.97, 0.96, 0.97, 0.965, 0.96])), CFG, COUNTS)
+    assert not short.features.saturated and short.state("overfitting"), short.to_dict()
+    wobble = [1.0, 0.6, 0.5, 0.46, 0.45, 0.55, 0.66]  # rising 2 epochs, +18%/epoch
+    assert diagnose(make_history(wobble, vl + [0.12], ta + [0.99], [0.9] + [0.97] * 6), CFG, COUNTS).state("diverging")
+    assert not diagnose(_with_val_images(make_history(wobble, vl + [0.12], ta + [0.99], [0.9] + [1.0] * 6)),
+                        CFG, COUNTS).state("diverging")
+
+
+def test_train_losses_under_a_changed_loss_are_not_compared_with_the_old_ones():
+    """Mixup turned on after epoch 4 doubles a converged model's train loss: that is no blow-up."""
+    tl = [1.0, 0.6, 0.5, 0.46, 0.9, 0.8, 0.97, 0.95]
+    h = make_history(tl, [0.5, 0.4, 0.35, 0.33, 0.34, 0.33, 0.33, 0.34], [0.7, 0.85, 0.9, 0.92, 0.6, 0.65, 0.62, 0.6],
+                     [0.8, 0.85, 0.88, 0.9, 0.9, 0.91, 0.9, 0.9])
+    before = diagnose(h, CFG, COUNTS)
+    assert before.state("diverging") and before.features.train_loss_vs_best > 2
+    after = diagnose(h, CFG, COUNTS, loss_since=4)
+    assert not after.state("diverging") and after.features.train_loss_vs_best == pytest.approx(0.95 / 0.8)
+    real = diagnose(make_history(tl[:-1] + [2.0], *([x] * 8 for x in (0.4, 0.9, 0.9))), CFG, COUNTS, loss_since=4)
+    assert real.state("diverging")  # a blow-up within the new loss still counts (2.0 = 2.5x its best 0.8)

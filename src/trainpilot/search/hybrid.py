@@ -62,7 +62,7 @@ def _shown(updates: dict) -> str:
 def propose(study, space: dict[str, Param], advisor, log: Callable[[str], None], share: float) -> bool:
     """Maybe enqueue one advisor-proposed trial; True when one was enqueued."""
     from trainpilot.runs import Run, RunStoreError
-    from trainpilot.tuning.actions import validate_proposal
+    from trainpilot.tuning.actions import loss_changed_at, validate_proposal
     from trainpilot.tuning.advisors.base import AdvisorContext
     from trainpilot.tuning.diagnosis import diagnose
 
@@ -79,7 +79,8 @@ def propose(study, space: dict[str, Param], advisor, log: Callable[[str], None],
     except (KeyError, RunStoreError) as err:
         log(f"hybrid: the best trial's run cannot be read here ({err}); this round uses the base sampler")
         return False
-    diagnosis = diagnose(run.records, cfg, run.train_counts, lang=cfg.intelligent_training.report_language)
+    diagnosis = diagnose(run.records, cfg, run.train_counts, lang=cfg.intelligent_training.report_language,
+                         loss_since=loss_changed_at(run.adjustments))
     ctx = AdvisorContext(cfg, cfg.intelligent_training, run.records, diagnosis, run.classes, run.train_counts,
                          past_interventions=[*run.adjustments, *_study_history(trials)],
                          language=cfg.intelligent_training.report_language)

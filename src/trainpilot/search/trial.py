@@ -59,6 +59,7 @@ def run_trial(setup: TrialSetup, study, trial) -> tuple[TrialState, float | None
     """Train one trial; returns its final state, value (the monitored metric, higher is better) and attrs."""
     import trainpilot
     from trainpilot.runs import Run
+    from trainpilot.tuning.actions import loss_changed_at
     from trainpilot.tuning.diagnosis import diagnose
 
     params = suggest(trial, setup.space)
@@ -79,7 +80,7 @@ def run_trial(setup: TrialSetup, study, trial) -> tuple[TrialState, float | None
         "best_epoch": summary.get("best_epoch"), "stop_reason": summary.get("stop_reason"),
         "test": final.get("test"), "val": final.get("val"), "pruning_skipped_epochs": hook.skipped,
         "auto": summary.get("auto") or {}, "adjustments": adjustments_of(run),
-        "diagnosis": diagnose(run.records, cfg, run.train_counts).primary,
+        "diagnosis": diagnose(run.records, cfg, run.train_counts, loss_since=loss_changed_at(run.adjustments)).primary,
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)

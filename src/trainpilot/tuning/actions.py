@@ -27,6 +27,20 @@ MAX_CHANGES = 6            # changes considered per proposal
 MAX_EPOCH_FACTOR = 2.0     # num_epochs may at most double per intervention
 # class-balance keys: the controller judges them over a longer window; the rules never bundle them with others
 IMBALANCE_KEYS = ("sampler", "use_class_weights", "weight_strategy", "class_weights")
+# keys that change what the training loss measures: a train loss after such a change is not compared with
+# the losses before it (mixup alone doubles a converged model's train loss)
+LOSS_KEYS = IMBALANCE_KEYS + ("advanced_augmentation_enabled", "mixup_alpha", "cutmix_prob", "label_smoothing_enabled",
+                              "label_smoothing", "dropout_rate", "drop_suspect_labels")
+
+
+def loss_changed_at(adjustments) -> int:
+    """The last epoch at whose end a change still in effect (applied, approved or kept) redefined the training
+    loss (LOSS_KEYS); 0 when none. A rolled-back change is not in effect, and its epochs leave the lineage."""
+    live = ("applied", "approved", "kept")
+    return max((int(r.get("approved_at_epoch") or r["epoch"]) for r in adjustments
+                if r.get("status") in live and any(c["key"] in LOSS_KEYS for c in r.get("changes") or [])), default=0)
+
+
 _ALIASES = {"lr": "learning_rate", "epochs": "num_epochs", "wd": "weight_decay", "dropout": "dropout_rate"}
 
 

@@ -40,7 +40,7 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
             lang: Optional[str] = typer.Option(None, "--lang", help="zh or en.")) -> None:
     """Diagnose a run from its metrics and write a proposal report, without training."""
     from trainpilot.reports.markdown import write_adjustment_report
-    from trainpilot.tuning.actions import validate_proposal
+    from trainpilot.tuning.actions import loss_changed_at, validate_proposal
     from trainpilot.tuning.advisors import AdvisorContext, create_advisor, reverted_changes
     from trainpilot.tuning.controller import new_adj_id
     from trainpilot.tuning.diagnosis import diagnose
@@ -53,7 +53,7 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
         raise ValueError(f"'{rd.root}' has no metrics yet; analyze it after its first epoch")
     classes, counts = rd.classes, rd.train_counts
     past = rd.adjustments
-    diagnosis = diagnose(history, cfg, counts, lang=it.report_language)
+    diagnosis = diagnose(history, cfg, counts, lang=it.report_language, loss_since=loss_changed_at(past))
     ctx = AdvisorContext(cfg=cfg, it_cfg=it, history=history, diagnosis=diagnosis, class_names=classes,
                          train_counts=counts, past_interventions=past, language=it.report_language)
     proposal = create_advisor(it, cache_dir=rd.root / "llm_cache").advise(ctx)

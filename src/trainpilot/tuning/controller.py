@@ -41,7 +41,7 @@ from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.trainer import monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
-from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, validate_proposal
+from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
 from trainpilot.tuning.advisors.rules import blocked_changes
 from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
@@ -162,10 +162,15 @@ class TuningController:
             return False
         if self._nonfinite(tr):
             return True
+        since = self.loss_since()
         last = train[-1]
-        earlier = [num(r["loss"]) for r in train[:-1] if math.isfinite(num(r["loss"]))]
+        earlier = [num(r["loss"]) for r in train[:-1] if r["epoch"] > since and math.isfinite(num(r["loss"]))]
         rising = bool(earlier) and num(last["loss"]) > earlier[-1]
         return rising and num(last["loss"]) > self.it.divergence_threshold * min(earlier)
+
+    def loss_since(self) -> int:
+        """The last epoch at whose end a change still in effect redefined the training loss (see loss_changed_at)."""
+        return loss_changed_at(self.records().values()) if self.run else 0
 
     def _rescue(self, tr: "Trainer", epoch: int) -> bool:
         """Undo what caused an emergency: the pending change, or (weights already broken) the last epoch.
@@ -188,7 +193,8 @@ class TuningController:
         counts = tr.data.train_counts()
         history = self.lineage(tr.history)
         return AdvisorContext(cfg=tr.cfg, it_cfg=self.it, history=history,
-                              diagnosis=diagnose(history, tr.cfg, counts, lang=self.it.report_language),
+                              diagnosis=diagnose(history, tr.cfg, counts, lang=self.it.report_language,
+                                                 loss_since=self.loss_since()),
                               class_names=tr.class_names, train_counts=counts,
                               past_interventions=list(self.records().values()), language=self.it.report_language)
 

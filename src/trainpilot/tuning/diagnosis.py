@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 from trainpilot.config import TrainConfig
 from trainpilot.tuning.features import (  # noqa: F401  (re-exported: the diagnosis' public names)
-    FLAT_REL, IMBALANCED, Features, compute_features, epoch_rows, fine_tuning, finite, num, run_up, slope, typical_lr)
+    FLAT_REL, IMBALANCED, Features, comparable_train_loss, compute_features, epoch_rows, fine_tuning, finite, num,
+    run_up, slope, typical_lr)
 from trainpilot.tuning.messages import Msg
 
 STATES = ("healthy", "underfitting", "majority", "overfitting", "diverging", "plateau", "unstable", "imbalance",
@@ -106,14 +107,14 @@ def _diverging(f: Features, found: dict[str, State]) -> State | None:
         ev.append(Msg("ev.nonfinite_steps", {"n": int(bad), "steps": int(steps) if math.isfinite(steps) else "?",
                                              "epoch": f.epoch}))
         sev = max(sev, 0.6 + 0.4 * min(1.0, bad / steps) if steps > 0 else 0.8)
-    thr = f.divergence_threshold
+    thr, same = f.divergence_threshold, comparable_train_loss(f)  # not across a change of what the loss measures
     if f.train_loss_vs_best > thr:
-        best, best_ep = min((x, s.rows[i]["epoch"]) for i, x in enumerate(tl[:-1]) if math.isfinite(x))
+        best, best_ep = min((x, e) for e, x in same[:-1] if math.isfinite(x))
         ev.append(Msg("ev.blowup", {"last": tl[-1], "epoch": f.epoch, "ratio": f.train_loss_vs_best, "best": best,
                                     "best_epoch": best_ep, "thr": thr}))
         sev = max(sev, 0.7 + 0.3 * min(1.0, (f.train_loss_vs_best - thr) / thr))
-    up = run_up(tl)
-    if up >= 2 and f.train_loss_trend > 0.1:
+    up = run_up([x for _, x in same])
+    if up >= 2 and f.train_loss_trend > 0.1 and not f.saturated:  # a train loss wobble on an intact model
         ev.append(Msg("ev.loss_rising", {"k": up, "a": tl[-1 - up], "b": tl[-1], "pct": 100 * f.train_loss_trend}))
         sev = max(sev, 0.6)
     return _state("diverging", sev, ev) if ev else None
@@ -165,6 +166,8 @@ def _majority(f: Features, found: dict[str, State]) -> State | None:
 def _overfitting(f: Features, found: dict[str, State]) -> State | None:
     if f.near_chance or f.at_baseline:  # a model that learned nothing cannot overfit: no regularisation for it
         return None
+    if f.saturated:  # (almost) every val image right for a whole window: no change could show a gain there
+        return None
     s, n = f.series, f.epochs
     tl, vl, ev, sev = s.train_loss, s.val_loss, [], 0.0
     vup = run_up(vl)
@@ -198,7 +201,7 @@ def _plateau(f: Features, found: dict[str, State]) -> State | None:
 
 @detector("unstable")
 def _unstable(f: Features, found: dict[str, State]) -> State | None:
-    if f.at_baseline:
+    if f.at_baseline or f.saturated:  # the val loss of a saturated model wobbles at a low level; nothing to win
         return None
     s, ev, sev = f.series, [], 0.0
     fv = finite(s.val_loss[-2 * f.window:])
@@ -238,9 +241,10 @@ def _imbalance(f: Features, found: dict[str, State]) -> State | None:
 
 
 def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | None = None,
-             window: int = 3, lang: str = "en") -> Diagnosis:
-    """Diagnose the run from every epoch in ``history``; ``window`` epochs define "recent"."""
-    f = compute_features(history, cfg, train_counts, window)
+             window: int = 3, lang: str = "en", loss_since: int = 0) -> Diagnosis:
+    """Diagnose the run from every epoch in ``history``; ``window`` epochs define "recent"; train losses up to
+    epoch ``loss_since`` (a change of what the loss measures) are not compared with later ones."""
+    f = compute_features(history, cfg, train_counts, window, loss_since)
     if f.epochs == 0:
         return Diagnosis([State("healthy", 0.0, [Msg("ev.no_history")], lang)], f, lang, f.window)
     found: dict[str, State] = {}

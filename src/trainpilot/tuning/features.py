@@ -176,6 +176,8 @@ class Features:
     # smallest value over the last window epochs)
     label_disagreement: float = math.nan
     mixup: bool = False
+    loss_since: int = 0                # train losses of epochs up to this one are not compared with later ones
+    saturated: bool = False            # at most one val image wrong (and 99% right) in each epoch of the window
     lr_evidence: list[Msg] = field(default_factory=list, repr=False)
     series: Series | None = field(default=None, repr=False)
 
@@ -195,9 +197,15 @@ def _recalls(per_class: dict) -> dict[str, float]:
     return {c: r for c, r in out.items() if math.isfinite(r)}
 
 
+def comparable_train_loss(f: Features) -> list[tuple[int, float]]:
+    """(epoch, train loss) of the epochs after ``f.loss_since``: those trained on the same loss as the last."""
+    return [(r["epoch"], x) for r, x in zip(f.series.rows, f.series.train_loss) if r["epoch"] > f.loss_since]
+
+
 def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[int] | None = None,
-                     window: int = 3) -> Features:
-    """The features of ``history`` (``epochs == 0`` and NaNs when no epoch is recorded yet)."""
+                     window: int = 3, loss_since: int = 0) -> Features:
+    """The features of ``history`` (``epochs == 0`` and NaNs when no epoch is recorded yet). ``loss_since``:
+    the last epoch at whose end the training loss was redefined (see tuning.actions.LOSS_KEYS)."""
     rows, window = epoch_rows(history), max(2, int(window))
     if not rows:
         nan = math.nan
@@ -213,7 +221,7 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     f = Features(epochs=n, epoch=last["epoch"], window=window, monitor=mon, num_classes=k,
                  chance=1.0 / k if k else math.nan, train_loss=tl[-1], val_loss=vl[-1], train_accuracy=ta[-1],
                  val_accuracy=va[-1], val_macro_f1=last["val_f1"], lr=last["lr"],
-                 series=Series(rows, tl, ta, vl, va, m, counts, names))
+                 series=Series(rows, tl, ta, vl, va, m, counts, names), loss_since=loss_since)
     recent = tl[-window:]
     f.loss_gap = vl[-1] - tl[-1]
     f.loss_gap_slope = slope([v - t for v, t in zip(vl[-window:], tl[-window:])])
@@ -231,15 +239,19 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     f.grad_norm_growth = gw[-1] / gw[0] if len(gw) >= 2 and gw[0] > 0 else math.nan
     f.ema_gap = last["ema_acc"] - va[-1]
     f.steps_per_epoch = last["steps"]
-    prev = [x for x in tl[:-1] if math.isfinite(x)]
+    same = [x for _, x in comparable_train_loss(f)]
+    prev = [x for x in same[:-1] if math.isfinite(x)]
     best = min(prev) if prev else math.nan
     f.train_loss_vs_best = tl[-1] / best if prev and best > 0 and math.isfinite(tl[-1]) else math.nan
     f.divergence_threshold = cfg.intelligent_training.divergence_threshold
     nonfinite_loss = any(not math.isfinite(v) and last["has"][name] for name, v in (("train_loss", tl[-1]), ("val_loss", vl[-1])))
     f.nonfinite = nonfinite_loss
+    n_val = sum(map(sum, last["cm"])) if last["cm"] else 0
+    f.saturated = (mon != "val_loss" and n >= window and n_val > 0  # at most one val image wrong, and 99% right
+                   and all(a >= 0.99 and (1 - a) * n_val <= 1 + 1e-6 for a in va[-window:]))
     f.diverging = (nonfinite_loss or last["nonfinite"] > 0
                    or f.train_loss_vs_best > f.divergence_threshold
-                   or (run_up(tl) >= 2 and f.train_loss_trend > 0.1))
+                   or (run_up(same) >= 2 and f.train_loss_trend > 0.1 and not f.saturated))
     f.near_chance = bool(k) and va[-1] <= f.chance + max(0.05, 0.25 * f.chance)
     _lr_verdict(f, cfg)
     fvl = finite(vl)
