@@ -20,6 +20,7 @@ from typing import Any
 
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
+from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schema's public names)
     MAX_REPLY_BYTES, PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, parse_llm_reply)
 
@@ -36,7 +37,7 @@ LOSS_KEYS = IMBALANCE_KEYS + ("advanced_augmentation_enabled", "mixup_alpha", "c
 def loss_changed_at(adjustments) -> int:
     """The last epoch at whose end a change still in effect (applied, approved or kept) redefined the training
     loss (LOSS_KEYS); 0 when none. A rolled-back change is not in effect, and its epochs leave the lineage."""
-    live = ("applied", "approved", "kept")
+    live = (S.APPLIED, S.APPROVED, S.KEPT)
     return max((int(r.get("approved_at_epoch") or r["epoch"]) for r in adjustments
                 if r.get("status") in live and any(c["key"] in LOSS_KEYS for c in r.get("changes") or [])), default=0)
 
