@@ -113,8 +113,8 @@ def _diverging(f: Features, found: dict[str, State]) -> State | None:
         ev.append(Msg("ev.blowup", {"last": tl[-1], "epoch": f.epoch, "ratio": f.train_loss_vs_best, "best": best,
                                     "best_epoch": best_ep, "thr": thr}))
         sev = max(sev, 0.7 + 0.3 * min(1.0, (f.train_loss_vs_best - thr) / thr))
-    up = run_up([x for _, x in same])
-    if up >= 2 and f.train_loss_trend > 0.1 and not f.saturated:  # a train loss wobble on an intact model
+    up = f.train_loss_rising
+    if up >= 2:
         ev.append(Msg("ev.loss_rising", {"k": up, "a": tl[-1 - up], "b": tl[-1], "pct": 100 * f.train_loss_trend}))
         sev = max(sev, 0.6)
     return _state("diverging", sev, ev) if ev else None

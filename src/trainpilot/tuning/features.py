@@ -178,6 +178,7 @@ class Features:
     mixup: bool = False
     loss_since: int = 0                # train losses of epochs up to this one are not compared with later ones
     saturated: bool = False            # at most one val image wrong (and 99% right) in each epoch of the window
+    train_loss_rising: int = 0         # epochs the train loss rose in a row (same loss, > 10%/epoch, not saturated)
     lr_evidence: list[Msg] = field(default_factory=list, repr=False)
     series: Series | None = field(default=None, repr=False)
 
@@ -249,9 +250,10 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     n_val = sum(map(sum, last["cm"])) if last["cm"] else 0
     f.saturated = (mon != "val_loss" and n >= window and n_val > 0  # at most one val image wrong, and 99% right
                    and all(a >= 0.99 and (1 - a) * n_val <= 1 + 1e-6 for a in va[-window:]))
+    # a rising train loss on a saturated model is a wobble on an intact model, not divergence
+    f.train_loss_rising = run_up(same) if f.train_loss_trend > 0.1 and not f.saturated else 0
     f.diverging = (nonfinite_loss or last["nonfinite"] > 0
-                   or f.train_loss_vs_best > f.divergence_threshold
-                   or (run_up(same) >= 2 and f.train_loss_trend > 0.1 and not f.saturated))
+                   or f.train_loss_vs_best > f.divergence_threshold or f.train_loss_rising >= 2)
     f.near_chance = bool(k) and va[-1] <= f.chance + max(0.05, 0.25 * f.chance)
     _lr_verdict(f, cfg)
     fvl = finite(vl)
