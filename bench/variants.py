@@ -5,6 +5,9 @@
 * ``ok-majority`` (synthetic, grayscale, non-square): 70% defect-free images; five defect classes from
   60 down to 20 training images; sizes from 100x160 to 600x300 px; each defect is drawn small (a
   48-96 px patch) into a large surface, so it covers a few percent of the image.
+* ``ok-majority-bigtest``: only a test split, six times ok-majority's, of images drawn the same way but
+  none of which is in ok-majority: ``trainpilot evaluate RUN --data OUT_DIR/ok-majority-bigtest`` scores a
+  run's checkpoint where one image no longer moves a small class's F1 by 10 points.
 * ``xsdd-majority`` (real): X-SDD with its largest class whole and the six others cut to 20 training
   images each (about 77% one class, 20:1), val/test untouched; links, not copies.
 """
@@ -48,19 +51,33 @@ def _small_defect_image(rng: np.random.Generator, kind: int | None) -> Image.Ima
     return Image.fromarray((np.clip(grey, 0, 1) * 255 + 0.5).astype(np.uint8), "L")
 
 
+def _write_class(dst: Path, split: str, name: str, indices: range, seed: int) -> None:
+    kind = None if name == OK else DEFECT_CLASSES.index(name)
+    out = dst / split / name
+    out.mkdir(parents=True, exist_ok=True)
+    for i in indices:  # image i of split/name is the same on every machine and in every variant
+        rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{name}".encode()), i])
+        _small_defect_image(rng, kind).save(out / f"{i:04d}.png", compress_level=1)
+
+
 def ok_majority(dst: Path, seed: int = 0) -> Path:
     """Write the synthetic defect-free-majority set (train/val/test) under ``dst``; reuse it when present."""
     if (dst / "test").is_dir():
         return dst
     for name, n_train in OK_MAJORITY_TRAIN.items():
-        kind = None if name == OK else DEFECT_CLASSES.index(name)
         n_eval = max(5, n_train // 4)
         for split, n in (("train", n_train), ("val", n_eval), ("test", n_eval)):
-            out = dst / split / name
-            out.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                rng = np.random.default_rng([seed, zlib.crc32(f"{split}/{name}".encode()), i])
-                _small_defect_image(rng, kind).save(out / f"{i:04d}.png", compress_level=1)
+            _write_class(dst, split, name, range(n), seed)
+    return dst
+
+
+def ok_majority_bigtest(dst: Path, factor: int = 6, seed: int = 0) -> Path:
+    """A test split ``factor`` times ok-majority's, from the image indices after ok-majority's own test images."""
+    if (dst / "test").is_dir():
+        return dst
+    for name, n_train in OK_MAJORITY_TRAIN.items():
+        n_eval = max(5, n_train // 4)
+        _write_class(dst, "test", name, range(n_eval, n_eval * (factor + 1)), seed)
     return dst
 
 
@@ -86,8 +103,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
-    for path in (ok_majority(args.out / "ok-majority"), xsdd_majority(args.out / "xsdd-majority")):
-        counts = {d.name: len(list(d.iterdir())) for d in sorted((path / "train").iterdir())}
+    for path in (ok_majority(args.out / "ok-majority"), ok_majority_bigtest(args.out / "ok-majority-bigtest"),
+                 xsdd_majority(args.out / "xsdd-majority")):
+        split = path / ("train" if (path / "train").is_dir() else "test")
+        counts = {d.name: len(list(d.iterdir())) for d in sorted(split.iterdir())}
         print(path, counts)
 
 
