@@ -123,6 +123,22 @@ def test_tune_with_a_dead_database_is_a_one_line_error(tiny_data, tmp_path, spac
 
 # -- a study end to end ----------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("trials, budget, expected", [
+    (10**6, 16, "an epoch budget of 16 holds 2 trials of 8 epochs"),
+    (1, 0, "--trials asks for 1 trial of 8 epochs"),
+    (10**6, 24, None), (3, 0, None)])
+def test_a_study_too_small_to_search_says_so_and_names_the_single_run(tmp_path, trials, budget, expected):
+    from trainpilot.search.study import StudySpec
+
+    spec = StudySpec(name="s", dir=str(tmp_path), data_dir=str(tmp_path), overrides=["num_epochs=8"],
+                     n_trials=trials, epoch_budget=budget)
+    note = spec.small_study_note()
+    if expected is None:
+        assert note is None
+    else:
+        assert note.startswith(expected) and f"trainpilot train` run of the defaults for {spec.expected_trials * 8} epochs" in note
+
+
 def test_a_study_runs_trials_as_normal_runs_and_writes_a_winner_that_trains_again(tiny_data, tmp_path, space_file):
     result = tune(["--data", str(tiny_data), "--space", str(space_file), "--trials", "3", "--study", "s1",
                    *sets(FIXED)], tmp_path)
@@ -138,6 +154,7 @@ def test_a_study_runs_trials_as_normal_runs_and_writes_a_winner_that_trains_agai
         assert run.config["learning_rate"] == t.user_attrs["params_used"]["learning_rate"] or "learning_rate" in changed
         assert t.user_attrs["diagnosis"] and "test" in t.user_attrs and isinstance(t.user_attrs["adjustments"], list)
     assert "best: trial" in result.stderr and "train it again" in result.stderr
+    assert "too few for the sampler" not in result.stderr  # three trials: no small-study warning
     from trainpilot.search.store import list_studies, read_study
 
     assert list_studies(tmp_path / "runs") == [root]

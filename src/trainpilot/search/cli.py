@@ -151,6 +151,8 @@ def _run(spec, n_jobs: int) -> None:
     console.print(f"study [bold]{spec.name}[/] in {spec.path} (storage {where}): {size}, sampler "
                   f"{spec.sampler}, pruner {spec.pruner}, controller {'on' if spec.controller else 'off'}; searching "
                   f"{', '.join(spec.space)}", highlight=False)
+    if note := spec.small_study_note():
+        console.print(f"[yellow]note: {note}[/]", highlight=False)
     study = open_study(spec)
     warm_start(spec, study, lambda m: console.print(f"[dim]{m}[/]", highlight=False))
     table = TrialTable(list(spec.space))

@@ -29,6 +29,7 @@ SAMPLERS = ("tpe", "gp", "cmaes", "random", "hybrid")
 PRUNERS = ("median", "hyperband", "none")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 MAX_FAILURES_IN_A_ROW = 3
+FEW_TRIALS = 3  # a study expected to run fewer trials than this gets a warning (StudySpec.small_study_note)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -75,6 +76,17 @@ class StudySpec:
         if not self.epoch_budget:
             return self.n_trials
         return min(self.n_trials, max(1, self.epoch_budget // max(1, self.trial_epochs)))
+
+    def small_study_note(self) -> str | None:
+        """A warning where the study holds fewer than ``FEW_TRIALS`` trials: then it is little more than
+        the best of a few random draws from the space (bench/search.py measures it)."""
+        n = self.expected_trials
+        if n >= FEW_TRIALS:
+            return None
+        held = f"an epoch budget of {self.epoch_budget} holds" if self.epoch_budget else "--trials asks for"
+        return (f"{held} {n} trial{'s' if n != 1 else ''} of {self.trial_epochs} epochs, too few for the sampler "
+                f"to learn from (its first trials are random draws): one `trainpilot train` run of the defaults for "
+                f"{n * self.trial_epochs} epochs is usually the better use of them")
 
     def save(self) -> None:
         data = asdict(self)
