@@ -103,6 +103,7 @@ def main() -> None:
         tmp = args.keep or Path(tmp)
         for name in args.datasets:
             data = dataset(name, tmp)
+            bigtest = ok_majority_bigtest(tmp / "ok-majority-bigtest") if name == "ok-majority" else None
             for seed in args.seeds:
                 for kind in kinds:
                     if kind == "plain":
@@ -110,7 +111,6 @@ def main() -> None:
                         r = plain_loop(data, 30, seed=seed, test=True, max_minutes=args.budget)
                         r["minutes"] = round((time.perf_counter() - t) / 60, 2)
                     else:
-                        bigtest = ok_majority_bigtest(tmp / "ok-majority-bigtest") if name == "ok-majority" else None
                         r = ours(data, tmp / "runs", seed, args.budget, controller=kind == "auto",
                                  overrides=args.overrides, bigtest=bigtest)
                     rows.setdefault((name, kind), []).append(r)

@@ -136,7 +136,8 @@ def test_a_study_too_small_to_search_says_so_and_names_the_single_run(tmp_path, 
     if expected is None:
         assert note is None
     else:
-        assert note.startswith(expected) and f"trainpilot train` run of the defaults for {spec.expected_trials * 8} epochs" in note
+        single = f"trainpilot train` run of the defaults for {spec.expected_trials * 8} epochs"
+        assert note.startswith(expected) and single in note
 
 
 def test_a_study_runs_trials_as_normal_runs_and_writes_a_winner_that_trains_again(tiny_data, tmp_path, space_file):

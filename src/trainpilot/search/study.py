@@ -84,9 +84,10 @@ class StudySpec:
         if n >= FEW_TRIALS:
             return None
         held = f"an epoch budget of {self.epoch_budget} holds" if self.epoch_budget else "--trials asks for"
-        return (f"{held} {n} trial{'s' if n != 1 else ''} of {self.trial_epochs} epochs, too few for the sampler "
-                f"to learn from (its first trials are random draws): one `trainpilot train` run of the defaults for "
-                f"{n * self.trial_epochs} epochs is usually the better use of them")
+        epochs = self.trial_epochs
+        return (f"{held} {n} trial{'s' if n != 1 else ''} of {epochs} epochs, too few for the sampler to learn "
+                f"from (its first trials are random draws): one `trainpilot train` run of the defaults for "
+                f"{n * epochs} epochs is usually the better use of them")
 
     def save(self) -> None:
         data = asdict(self)

@@ -80,7 +80,8 @@ def run_trial(setup: TrialSetup, study, trial) -> tuple[TrialState, float | None
         "best_epoch": summary.get("best_epoch"), "stop_reason": summary.get("stop_reason"),
         "test": final.get("test"), "val": final.get("val"), "pruning_skipped_epochs": hook.skipped,
         "auto": summary.get("auto") or {}, "adjustments": adjustments_of(run),
-        "diagnosis": diagnose(run.records, cfg, run.train_counts, loss_since=loss_changed_at(run.adjustments)).primary,
+        "diagnosis": diagnose(run.records, cfg, run.train_counts,
+                              loss_since=loss_changed_at(run.adjustments)).primary,
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
