@@ -206,9 +206,9 @@ class TrainConfig(_Strict):
                 "when, on validation, they score the monitored metric at least as well as one view and lower the "
                 "log-loss; flips: always. Evaluate, predict and ONNX include it. [new]")
     suspect_labels: bool = _f(
-        True, "After training, list in reports/suspect_labels.csv the training images whose label best.pt confidently "
-              "contradicts (confident learning: per-class thresholds count them, the margin to the best other class "
-              "ranks them), most doubtful first, for a person to check. Nothing is relabelled. [new]")
+        True, "After training, score the training images with best.pt and list those whose label it confidently "
+              "contradicts (confident learning: per-class thresholds) in reports/suspect_labels.csv, most doubtful "
+              "first, for a person to check. Nothing is relabelled. [new]")
     drop_suspect_labels: bool = _f(
         False, "Leave out of training the images whose label the model confidently contradicts (the rule of "
                "suspect_labels), scored with the model as it is after 3 epochs and every 3 epochs after; the epoch "

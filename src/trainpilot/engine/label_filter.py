@@ -3,8 +3,8 @@
 With the key on, the model (its EMA where there is one) scores every training image as at evaluation,
 without augmentation, once ``FIRST_AFTER`` epochs have trained, and again every ``RESCORE_EVERY``
 epochs. An image is left out of the epochs that follow when :func:`trainpilot.suspects.confident_suspects`
-lists it (confident learning: per-class thresholds count how many images of each class another class
-claims, and the widest margins of another class over the label pick which). Early in training a model learns what most images of a
+flags it: another class reaches the model's usual confidence for that class and beats the rest
+(confident learning, per-class thresholds). Early in training a model learns what most images of a
 class share before it memorises the exceptions, so at that point it contradicts wrong labels far more
 often than right ones.
 
