@@ -494,3 +494,32 @@ def test_refinement_keep_decides_whether_a_refinement_gets_the_noise_margin(tiny
         shown = outcome_lines(ctl.records()[f"adj_{keep}"], "en")[1]
         assert ("must reach the pre-change best" in shown) is (keep == "new_best"), shown
         assert ("noise margin" in shown) is (keep == "within_noise"), shown
+
+
+def _collapsed_epoch_one(classes):
+    from test_diagnosis import make_history
+
+    h = make_history([1.0], [0.9], [0.8], [0.8], recalls=[[1.0, 0.0, 0.0]], classes=classes)
+    h[1]["cm"] = h[1]["confusion_matrix"] = [[40, 0, 0], [6, 0, 0], [4, 0, 0]]  # every val image called the first class
+    return h
+
+
+@pytest.mark.parametrize("sampler", ["shuffle", "sqrt"])
+def test_a_collapse_onto_the_majority_class_is_analysed_at_epoch_one_only_while_nothing_balances(
+        tiny_cfg, tmp_path, sampler):
+    t, _ = build_trainer({**tiny_cfg, "num_epochs": 10, "sampler": sampler}, runs_dir=tmp_path)
+    t.run.create()
+    t.data.train_counts = lambda: [300, 20, 12]
+    t.history = _collapsed_epoch_one(t.class_names)
+    ctl = TuningController(_it(min_epochs_before_analysis=2, analysis_interval=2), run=t.run)
+    ctl.on_epoch_end(t, 1)
+    records = list(ctl.records().values())
+    if sampler == "sqrt":  # a remedy is already on: one epoch at the baseline is only early, the schedule waits
+        assert ctl.analyzed == [] and records == []
+        return
+    assert ctl.analyzed == [1] and len(records) == 1
+    rec = records[0]
+    assert rec["trigger"] == "collapse" and "majority" in [s["state"] for s in rec["diagnosis"]["states"]]
+    assert "Early analysis at epoch 1" in rec["reason"] and rec["status"] == "applied"
+    assert t.cfg.sampler != "shuffle" or t.cfg.use_class_weights  # the first remedy of the escalation is on
+    assert ctl.pending["eval_epoch"] > 1 + ctl.it.evaluation_window  # an imbalance remedy gets the longer window

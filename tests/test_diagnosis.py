@@ -193,6 +193,26 @@ def test_a_model_that_predicts_only_the_majority_class_is_diagnosed_as_such():
     assert not healthy.features.at_baseline and healthy.features.minority_zero_epochs == 0
 
 
+
+def test_one_epoch_at_the_majority_baseline_is_a_collapse_only_while_nothing_balances_the_counts():
+    counts = [400, 30, 20, 10]
+    assert diagnose(_collapsed_history(1), CFG, counts).state("majority") is not None
+    for handled in ({"sampler": "sqrt"}, {"use_class_weights": True}):  # a remedy already on: one epoch is early
+        d = diagnose(_collapsed_history(1), build_config(handled), counts)
+        assert d.state("majority") is None and d.features.imbalance_handled
+    assert diagnose(_collapsed_history(2), build_config({"sampler": "sqrt"}), counts).state("majority") is not None
+
+
+def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_climbs_fast():
+    """Train accuracy 0.55 at epoch 5 reads as "not fitting", unless the monitored metric has just risen
+    steeply: those settings are working, and raising the lr there only shakes a model that is learning."""
+    tl, vl = [1.6, 1.5, 1.4, 1.3, 1.25], [1.6, 1.5, 1.35, 1.2, 1.1]
+    early = make_history(tl, vl, [0.30, 0.35, 0.45, 0.5, 0.55], [0.17, 0.17, 0.24, 0.45, 0.55])
+    stuck = make_history(tl, vl, [0.30, 0.35, 0.45, 0.5, 0.55], [0.45, 0.47, 0.48, 0.49, 0.5])
+    assert diagnose(early, CFG, COUNTS).state("underfitting") is None
+    assert diagnose(early, CFG, COUNTS).features.plateau_improvement > 1
+    assert diagnose(stuck, CFG, COUNTS).state("underfitting") is not None
+
 # train/val accuracy per epoch, measured on neu-cls (bench/pathologies.py, seed 42, 15 epochs, controller off)
 FLIPPED = ("0.31/0.41 0.40/0.46 0.44/0.65 0.52/0.79 0.57/0.76 0.59/0.78 0.59/0.79 0.59/0.83 0.62/0.84 0.62/0.85 "
            "0.65/0.84 0.65/0.86 0.66/0.86 0.66/0.86 0.67/0.86")  # a fifth of the training labels flipped

@@ -28,7 +28,7 @@ STRINGS: dict[str, dict[str, str]] = {
         # header fields
         "generated_at": "生成时间", "report_id": "报告ID", "session_id": "会话ID",
         "adj_id": "调整ID", "epoch": "训练轮次", "mode": "调整模式", "trigger": "触发方式",
-        "trigger_scheduled": "定期检查", "trigger_emergency": "紧急触发",
+        "trigger_scheduled": "定期检查", "trigger_emergency": "紧急触发", "trigger_collapse": "多数类塌缩",
         "mode_auto": "自动应用", "mode_suggest": "仅建议（需批准）", "mode_off": "仅记录",
         # diagnosis
         "severity": "严重程度", "no_diagnosis": "未发现需要处理的训练问题。",
@@ -107,7 +107,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "footer": "*This report was generated automatically by the intelligent training system*",
         "generated_at": "Generated at", "report_id": "Report ID", "session_id": "Session ID",
         "adj_id": "Adjustment ID", "epoch": "Epoch", "mode": "Mode", "trigger": "Trigger",
-        "trigger_scheduled": "scheduled check", "trigger_emergency": "emergency",
+        "trigger_scheduled": "scheduled check", "trigger_emergency": "emergency", "trigger_collapse": "collapse onto the majority class",
         "mode_auto": "auto (applied automatically)", "mode_suggest": "suggest (needs approval)",
         "mode_off": "off (recorded only)",
         "severity": "severity", "no_diagnosis": "No training problem that needs action was found.",

@@ -9,7 +9,9 @@ Policy, in the order it runs at each epoch boundary:
 4. in ``suggest`` mode, approvals/rejections written by ``trainpilot approve|reject`` are picked up;
 5. a scheduled analysis runs every ``analysis_interval`` epochs from ``min_epochs_before_analysis``,
    and again as soon as a change has been judged (its outcome is new evidence), once the change
-   has had ``cooldown_epochs`` epochs, while fewer than ``max_interventions`` changes were applied.
+   has had ``cooldown_epochs`` epochs, while fewer than ``max_interventions`` changes were applied;
+   before the schedule starts, one early analysis runs as soon as the model answers (almost) only the
+   majority class of imbalanced data that no sampler or class weights balance yet.
 
 A change is judged after ``evaluation_window`` epochs, or after ``fast_evaluation_window`` when it
 was made to a clearly broken run (accuracy near chance, non-finite loss, lr outside the usual
@@ -138,14 +140,22 @@ class TuningController:
         if self.it.mode == "suggest":
             self._apply_user_decisions(tr, epoch)
         # a change needs evaluation_window epochs to be judged: none is started that the run cannot finish
-        if self._scheduled(epoch) and epoch + self.it.evaluation_window <= tr.cfg.num_epochs:
+        if not self._free(epoch) or epoch + self.it.evaluation_window > tr.cfg.num_epochs:
+            return
+        if self._scheduled(epoch):
             self._analyze(tr, epoch, "scheduled")
+        elif not self.analyzed and (ctx := self._context(tr)).diagnosis.state("majority") is not None:
+            # before the schedule starts: a collapse onto the majority class of data that nothing balances
+            # needs no trend to be seen, and every epoch at the baseline is one the remedy does not get
+            self._analyze(tr, epoch, "collapse", ctx=ctx)
 
     def _scheduled(self, epoch: int) -> bool:
-        it = self.it
-        due = max(it.min_epochs_before_analysis, self.next_due or 0)
-        return (epoch >= due and epoch > self.cooldown_until and self.pending is None and self._inflight is None
-                and self.applied < it.max_interventions and epoch not in self.analyzed)
+        return self._free(epoch) and epoch >= max(self.it.min_epochs_before_analysis, self.next_due or 0)
+
+    def _free(self, epoch: int) -> bool:
+        """Nothing in flight or being judged, no cooldown, interventions left, and this epoch not yet analysed."""
+        return (epoch > self.cooldown_until and self.pending is None and self._inflight is None
+                and self.applied < self.it.max_interventions and epoch not in self.analyzed)
 
     def lineage(self, history: list[dict]) -> list[dict]:
         """The records of the epochs the current weights descend from (rolled-back and reset epochs left out)."""
@@ -198,10 +208,11 @@ class TuningController:
                               class_names=tr.class_names, train_counts=counts,
                               past_interventions=list(self.records().values()), language=self.it.report_language)
 
-    def _analyze(self, tr: "Trainer", epoch: int, trigger: str, advisor: Advisor | None = None) -> None:
+    def _analyze(self, tr: "Trainer", epoch: int, trigger: str, advisor: Advisor | None = None,
+                 ctx: AdvisorContext | None = None) -> None:
         self.analyzed.append(epoch)
         self.next_due = epoch + self.it.analysis_interval
-        ctx = self._context(tr)
+        ctx = ctx or self._context(tr)
         if advisor is None and self.asynchronous:
             self._inflight = (self._pool.submit(self.advisor.advise, ctx), epoch, trigger, ctx.diagnosis)
             return
@@ -249,6 +260,9 @@ class TuningController:
         states = ", ".join(s.state for s in diagnosis.states) or "healthy"
         if trigger == "emergency":
             return f"Emergency analysis at epoch {epoch}: the loss became non-finite or exploded. Diagnosis: {states}."
+        if trigger == "collapse":
+            return (f"Early analysis at epoch {epoch}: the model answers (almost) only the majority class, and "
+                    f"nothing balances the class counts yet. Diagnosis: {states}.")
         return (f"Scheduled analysis of the whole history at epoch {asked_at} (every {self.it.analysis_interval} "
                 f"epochs from epoch {self.it.min_epochs_before_analysis}). Diagnosis: {states}.")
 

@@ -25,6 +25,7 @@ STATES = ("healthy", "underfitting", "majority", "overfitting", "diverging", "pl
           "noisy_labels")
 MIN_SEVERITY = 0.3       # weaker findings stay in the features only
 PLATEAU_REL = 0.01       # relative improvement of the monitored metric over the window
+STILL_LEARNING = 0.1     # a rise this large over the window: the settings work, the model is only early
 COLLAPSE_RECALL = 0.2    # a class below this recall (while the mean is higher) has collapsed
 # a healthy run's training accuracy (augmented, averaged over the epoch) lags its val accuracy by a few
 # points; a tenth or more of training labels the model keeps rejecting, epoch after epoch, are wrong labels
@@ -142,7 +143,10 @@ def _underfitting(f: Features, found: dict[str, State]) -> State | None:
     if f.near_chance:
         ev = [Msg("ev.near_chance", {"va": f.val_accuracy, "chance": f.chance, "k": f.num_classes, "n": f.epochs})]
         return _state("underfitting", 0.35 if f.epochs == 1 else 0.6 + 0.1 * min(3, f.epochs - 1), ev + f.lr_evidence)
-    if f.epochs >= 3 and f.lr_verdict in ("too_low", "ok") and (ta < 0.6 or (ta < 0.8 and f.slow_descent)):
+    # with no sign of a too-low lr, a metric that climbs fast says these settings work: the model is only early
+    early = f.lr_verdict == "ok" and f.plateau_improvement >= STILL_LEARNING  # NaN (too short a history): no
+    if (f.epochs >= 3 and not early and f.lr_verdict in ("too_low", "ok")
+            and (ta < 0.6 or (ta < 0.8 and f.slow_descent))):
         return _state("underfitting", 0.5, [Msg("ev.not_fitting", {"ta": ta, "n": f.epochs})] + f.lr_evidence)
     poor = ta < 0.9 or f.accuracy_gap > 0.1
     if f.lr_prior and poor and f.lr_evidence:
@@ -152,8 +156,12 @@ def _underfitting(f: Features, found: dict[str, State]) -> State | None:
 
 @detector("majority")
 def _majority(f: Features, found: dict[str, State]) -> State | None:
-    """The model answers (almost) only one class on imbalanced data: accuracy looks fine, the defects are missed."""
-    if not f.at_baseline or f.epochs < 2 or f.imbalance_ratio < IMBALANCED or "diverging" in found:
+    """The model answers (almost) only one class on imbalanced data: accuracy looks fine, the defects are missed.
+
+    One epoch is enough evidence when nothing handles the imbalance yet: the class counts already say why.
+    Once a sampler or class weights are on, a model still at the baseline after one epoch is only early."""
+    if (not f.at_baseline or (f.epochs < 2 and f.imbalance_handled) or f.imbalance_ratio < IMBALANCED
+            or "diverging" in found):
         return None
     ev = [Msg("ev.majority", {"share": f.top_pred_share, "name": _q(f.top_pred_class), "base": f.top_pred_base,
                               "zero": f.zero_recall_classes, "k": f.num_classes, "f1": f.val_macro_f1})]

@@ -159,6 +159,7 @@ class Features:
     plateau_improvement: float = math.nan
     imbalance_ratio: float = 1.0
     sampled_ratio: float = 1.0         # the imbalance the loss sees, after the sampler
+    imbalance_handled: bool = False    # a sampler other than shuffle, or class weights, is on
     min_class_recall: float = math.nan
     mean_class_recall: float = math.nan
     worst_class: str | None = None
@@ -265,6 +266,7 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
         f.plateau_improvement = ((rec - before) / max(abs(before), 1e-8)
                                  if math.isfinite(before) and math.isfinite(rec) else math.nan)
     _class_features(f, rows, counts, names, cfg.sampler)
+    f.imbalance_handled = cfg.sampler != "shuffle" or cfg.use_class_weights
     f.mixup = cfg.advanced_augmentation_enabled
     if n > window:  # the first epoch's train accuracy is an average over a model that was still random
         gaps = [1 - r["train_acc"] / e if e > 0 else math.nan
