@@ -496,11 +496,13 @@ def test_refinement_keep_decides_whether_a_refinement_gets_the_noise_margin(tiny
         assert ("noise margin" in shown) is (keep == "within_noise"), shown
 
 
-def _collapsed_epoch_one(classes):
+def _collapsed(classes, epochs=1):
     from test_diagnosis import make_history
 
-    h = make_history([1.0], [0.9], [0.8], [0.8], recalls=[[1.0, 0.0, 0.0]], classes=classes)
-    h[1]["cm"] = h[1]["confusion_matrix"] = [[40, 0, 0], [6, 0, 0], [4, 0, 0]]  # every val image called the first class
+    h = make_history([1.0] * epochs, [0.9] * epochs, [0.8] * epochs, [0.8] * epochs,
+                     recalls=[[1.0, 0.0, 0.0]] * epochs, classes=classes)
+    for r in h[1::2]:  # every val image called the first class
+        r["cm"] = r["confusion_matrix"] = [[40, 0, 0], [6, 0, 0], [4, 0, 0]]
     return h
 
 
@@ -510,12 +512,15 @@ def test_a_collapse_onto_the_majority_class_is_analysed_at_epoch_one_only_while_
     t, _ = build_trainer({**tiny_cfg, "num_epochs": 10, "sampler": sampler}, runs_dir=tmp_path)
     t.run.create()
     t.data.train_counts = lambda: [300, 20, 12]
-    t.history = _collapsed_epoch_one(t.class_names)
-    ctl = TuningController(_it(min_epochs_before_analysis=2, analysis_interval=2), run=t.run)
+    t.history = _collapsed(t.class_names)
+    ctl = TuningController(_it(min_epochs_before_analysis=3, analysis_interval=2), run=t.run)
     ctl.on_epoch_end(t, 1)
     records = list(ctl.records().values())
-    if sampler == "sqrt":  # a remedy is already on: one epoch at the baseline is only early, the schedule waits
-        assert ctl.analyzed == [] and records == []
+    if sampler == "sqrt":  # a remedy is already on: the baseline is only early, the schedule waits
+        t.history = _collapsed(t.class_names, 2)  # the detector fires from epoch 2 whatever the sampler
+        assert ctl._context(t).diagnosis.state("majority") is not None
+        ctl.on_epoch_end(t, 2)
+        assert ctl.analyzed == [] and list(ctl.records().values()) == []
         return
     assert ctl.analyzed == [1] and len(records) == 1
     rec = records[0]

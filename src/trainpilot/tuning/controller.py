@@ -144,10 +144,18 @@ class TuningController:
             return
         if self._scheduled(epoch):
             self._analyze(tr, epoch, "scheduled")
-        elif not self.analyzed and (ctx := self._context(tr)).diagnosis.state("majority") is not None:
-            # before the schedule starts: a collapse onto the majority class of data that nothing balances
-            # needs no trend to be seen, and every epoch at the baseline is one the remedy does not get
+        elif (ctx := self._early_collapse(tr)) is not None:
             self._analyze(tr, epoch, "collapse", ctx=ctx)
+
+    def _early_collapse(self, tr: "Trainer") -> AdvisorContext | None:
+        """Before the first analysis: the context when the model answers (almost) only the majority class of
+        counts that nothing balances yet. That needs no trend to be seen, and every epoch at the baseline
+        is one the remedy does not get. None otherwise."""
+        if self.analyzed:
+            return None
+        ctx = self._context(tr)
+        d = ctx.diagnosis
+        return ctx if d.state("majority") is not None and not d.features.imbalance_handled else None
 
     def _scheduled(self, epoch: int) -> bool:
         return self._free(epoch) and epoch >= max(self.it.min_epochs_before_analysis, self.next_due or 0)
