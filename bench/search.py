@@ -8,7 +8,10 @@ fits a session on a CPU), over several seeds, compares:
 3. random: random search, no controller, no pruning;
 4. tune: ``trainpilot tune`` (TPE + median pruning + the controller in every trial);
 5. hybrid: as 4, with the rule advisor proposing up to 30% of the trials;
-6. tune/3: as 4 with a third of the budget.
+6. tune/3: as 4 with a third of the budget;
+7. tune/3+memory: as 6, with an experience memory filled beforehand by one full-budget ``tune`` study on
+   another subsample of the same dataset (other images, the same classes), as a team that tuned on one
+   production line's images would have when it tunes the next.
 
 Every study selects its best trial on validation macro-F1; the table reports that trial's test
 macro-F1 (mean, spread) and wins/ties/losses against tpe (a tie is within 0.005).
@@ -134,13 +137,19 @@ def main() -> None:
     sets = {"xsdd": {"train": 20, "val": 12, "test": 30}, "neu-cls": {"train": 20, "val": 12, "test": 30}}
     methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
                ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),
-               ("tune/3", ("tpe", "median", True, 3))]
+               ("tune/3", ("tpe", "median", True, 3)), ("tune/3+memory", ("tpe", "median", True, 3))]
     if args.methods:
         methods = [m for m in methods if m[0] in args.methods.split(",")]
     for ds, per_class in sets.items():
         if args.only and ds != args.only:
             continue
         data = reduced(SHARED / ds, tmp / ds, per_class)
+        mem = None
+        if any(m == "tune/3+memory" for m, _ in methods):
+            mem = tmp / f"memory_{ds}.json"
+            other = reduced(SHARED / ds, tmp / f"{ds}_other", per_class, seed=10)
+            study(other, tmp / f"mem_runs_{ds}", "m", 100, args.budget, args.trial_epochs, "tpe", "median", True,
+                  memory=mem)
         scores: dict[str, list[float]] = {m: [] for m, _ in methods}
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method, how in methods:
@@ -152,18 +161,18 @@ def main() -> None:
                 else:
                     sampler, pruner, controller, div = how
                     score = study(data, root, "s", seed, args.budget // div, args.trial_epochs, sampler, pruner,
-                                  controller, notes=notes)
+                                  controller, notes=notes, memory=mem if method.endswith("+memory") else None)
                 scores[method].append(score)
-                print(f"{ds} seed {seed} {method:9s} test macro-F1 {score:.4f} ({time.perf_counter() - start:.0f} s"
+                print(f"{ds} seed {seed} {method:13s} test macro-F1 {score:.4f} ({time.perf_counter() - start:.0f} s"
                       + "".join(f"; {n}" for n in notes) + ")", flush=True)
         print(f"\n{ds}: {args.seeds} seeds, {args.budget} training epochs per method (tune/3: a third)")
-        print(f"{'method':10s} {'mean':>7s} {'sd':>6s}  vs tpe (w/t/l)")
+        print(f"{'method':14s} {'mean':>7s} {'sd':>6s}  vs tpe (w/t/l)")
         tpe = scores.get("tpe") or []
         for method, vals in scores.items():
             w = sum(a > b + 0.005 for a, b in zip(vals, tpe))
             lo = sum(a < b - 0.005 for a, b in zip(vals, tpe))
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            print(f"{method:10s} {statistics.mean(vals):7.4f} {sd:6.4f}  {w}/{len(vals) - w - lo}/{lo}")
+            print(f"{method:14s} {statistics.mean(vals):7.4f} {sd:6.4f}  {w}/{len(vals) - w - lo}/{lo}")
 
 
 if __name__ == "__main__":
