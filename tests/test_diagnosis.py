@@ -193,7 +193,6 @@ def test_a_model_that_predicts_only_the_majority_class_is_diagnosed_as_such():
     assert not healthy.features.at_baseline and healthy.features.minority_zero_epochs == 0
 
 
-
 def test_one_epoch_at_the_majority_baseline_is_a_collapse_only_while_nothing_balances_the_counts():
     counts = [400, 30, 20, 10]
     assert diagnose(_collapsed_history(1), CFG, counts).state("majority") is not None
@@ -212,6 +211,7 @@ def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_c
     assert diagnose(early, CFG, COUNTS).state("underfitting") is None
     assert diagnose(early, CFG, COUNTS).features.plateau_improvement > 1
     assert diagnose(stuck, CFG, COUNTS).state("underfitting") is not None
+
 
 # train/val accuracy per epoch, measured on neu-cls (bench/pathologies.py, seed 42, 15 epochs, controller off)
 FLIPPED = ("0.31/0.41 0.40/0.46 0.44/0.65 0.52/0.79 0.57/0.76 0.59/0.78 0.59/0.79 0.59/0.83 0.62/0.84 0.62/0.85 "
