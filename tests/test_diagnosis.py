@@ -213,6 +213,21 @@ def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_c
     assert diagnose(stuck, CFG, COUNTS).state("underfitting") is not None
 
 
+
+def test_a_slow_smooth_descent_at_a_low_lr_is_underfitting_from_the_second_epoch():
+    """The seed's config on neu-cls (lr 1e-4, 10 optimizer steps an epoch), measured: after two epochs the
+    loss has fallen by a tenth an epoch at an lr in the lower half of the usual range. Waiting for a third
+    epoch only spends one more of a fixed budget at that lr. The same curve at the default lr is fine."""
+    tl, vl, ta, va = [1.958, 1.769], [1.9, 1.7], [0.29, 0.39], [0.19, 0.44]
+    low = build_config({"learning_rate": 1e-4})
+    d = diagnose(make_history(tl, vl, ta, va, lr=1e-4, classes=SIX), low, [240] * 6)
+    assert d.features.slow_descent and d.state("underfitting") is not None
+    assert any("0.0001" in e for e in d.state("underfitting").evidence)
+    assert diagnose(make_history(tl, vl, ta, va, lr=2e-3, classes=SIX), CFG, [240] * 6).state("underfitting") is None
+    assert not diagnose(make_history(tl[:1], vl[:1], ta[:1], va[:1], lr=1e-4, classes=SIX), low,
+                        [240] * 6).features.slow_descent  # one epoch has no descent to read
+
+
 # train/val accuracy per epoch, measured on neu-cls (bench/pathologies.py, seed 42, 15 epochs, controller off)
 FLIPPED = ("0.31/0.41 0.40/0.46 0.44/0.65 0.52/0.79 0.57/0.76 0.59/0.78 0.59/0.79 0.59/0.83 0.62/0.84 0.62/0.85 "
            "0.65/0.84 0.65/0.86 0.66/0.86 0.66/0.86 0.67/0.86")  # a fifth of the training labels flipped

@@ -145,7 +145,7 @@ def _underfitting(f: Features, found: dict[str, State]) -> State | None:
         return _state("underfitting", 0.35 if f.epochs == 1 else 0.6 + 0.1 * min(3, f.epochs - 1), ev + f.lr_evidence)
     # with no sign of a too-low lr, a metric that climbs fast says these settings work: the model is only early
     early = f.lr_verdict == "ok" and f.plateau_improvement >= STILL_LEARNING  # NaN (too short a history): no
-    if (f.epochs >= 3 and not early and f.lr_verdict in ("too_low", "ok")
+    if ((f.epochs >= 3 or f.slow_descent) and not early and f.lr_verdict in ("too_low", "ok")
             and (ta < 0.6 or (ta < 0.8 and f.slow_descent))):
         return _state("underfitting", 0.5, [Msg("ev.not_fitting", {"ta": ta, "n": f.epochs})] + f.lr_evidence)
     poor = ta < 0.9 or f.accuracy_gap > 0.1

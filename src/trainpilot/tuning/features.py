@@ -321,7 +321,7 @@ def _lr_verdict(f: Features, cfg: TrainConfig) -> None:
     f.lr_evidence = [x for x in (ev, prior) if x is not None]
     # a smooth, slow descent at an lr in the lower half of the usual range: room for a larger lr
     slow = verdict == "ok" and sc_t == 0 and t_trend < 0 and cfg.learning_rate < math.sqrt(lo * hi)
-    if slow and not f.diverging and not f.near_chance and n >= 3 and ta[-1] < 0.8:
+    if slow and not f.diverging and not f.near_chance and n >= 2 and ta[-1] < 0.8:
         verdict, f.slow_descent = "too_low", True
         f.lr_evidence = [Msg("ev.lr_slow", {"n": n, "a": tl[0], "b": tl[-1], "lr": cfg.learning_rate})]
         if cfg.learning_rate < lo:
