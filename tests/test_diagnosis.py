@@ -213,7 +213,6 @@ def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_c
     assert diagnose(stuck, CFG, COUNTS).state("underfitting") is not None
 
 
-
 def test_a_slow_smooth_descent_at_a_low_lr_is_underfitting_from_the_second_epoch():
     """The seed's config on neu-cls (lr 1e-4, 10 optimizer steps an epoch), measured: after two epochs the
     loss has fallen by a tenth an epoch at an lr in the lower half of the usual range. Waiting for a third
