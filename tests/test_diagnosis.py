@@ -227,6 +227,22 @@ def test_a_slow_smooth_descent_at_a_low_lr_is_underfitting_from_the_second_epoch
                         [240] * 6).features.slow_descent  # one epoch has no descent to read
 
 
+def test_a_training_loss_above_a_uniform_guess_at_a_too_high_lr_marks_the_weights_as_damage():
+    """lr x50 on neu-cls, measured (seed 0): after the first x10 cut the run trained one epoch at lr 0.01, still
+    above the usual range, to a training loss of 11.8 (a uniform guess over 6 classes: 1.79) at val accuracy
+    0.32. Those weights are confidently wrong on their own training images: the cut that follows resets them.
+    The same epoch at an lr inside the usual range, or with a loss below a uniform guess's, keeps its weights."""
+    def features(lr, loss):
+        cfg = build_config({"learning_rate": lr})
+        return diagnose(make_history([loss], [9.0], [0.29], [0.32], lr=lr, classes=SIX), cfg, [240] * 6).features
+    hit = features(0.01, 11.845)
+    assert hit.collapsed and hit.lr_verdict == "too_high"
+    assert any(m.key == "ev.damaged" for m in hit.lr_evidence)
+    assert "1.79" in next(m for m in hit.lr_evidence if m.key == "ev.damaged").render("en")
+    assert not features(2e-3, 11.845).collapsed and not features(0.01, 1.5).collapsed
+
+
+
 # train/val accuracy per epoch, measured on neu-cls (bench/pathologies.py, seed 42, 15 epochs, controller off)
 FLIPPED = ("0.31/0.41 0.40/0.46 0.44/0.65 0.52/0.79 0.57/0.76 0.59/0.78 0.59/0.79 0.59/0.83 0.62/0.84 0.62/0.85 "
            "0.65/0.84 0.65/0.86 0.66/0.86 0.66/0.86 0.67/0.86")  # a fifth of the training labels flipped

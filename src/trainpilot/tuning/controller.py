@@ -284,8 +284,9 @@ class TuningController:
         if features.get("collapsed") and lowered and tr.initial_weights is not None:
             tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
             self.discarded.append([1, epoch])
-            notes.append("weights reset to the run's initial weights before the lr change: the run never rose above "
-                         "chance, so the current weights were only damage (a rollback to the last undamaged state)")
+            notes.append("weights reset to the run's initial weights before the lr change: at that lr they held nothing "
+                         "worth keeping (never above chance, or a training loss above a uniform guess's), so this is "
+                         "a rollback to the last undamaged state")
         result = tr.apply_changes(updates)
         record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()

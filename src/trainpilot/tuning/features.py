@@ -331,6 +331,12 @@ def _lr_verdict(f: Features, cfg: TrainConfig) -> None:
     f.collapsed = bool(f.near_chance and verdict == "too_high" and never_va <= f.chance + max(0.05, 0.25 * f.chance))
     if f.collapsed:
         f.lr_evidence.append(Msg("ev.collapsed", {"ta": max(finite(ta) or [math.nan]), "va": never_va, "k": f.num_classes}))
+    # at an lr above the usual range, a training loss above a uniform guess's (ln k) is confident nonsense on the
+    # model's own training images: what those weights learned is the damage, whatever the val accuracy shows
+    uniform = math.log(f.num_classes) if f.num_classes > 1 else math.inf
+    if not f.collapsed and verdict == "too_high" and cfg.learning_rate > hi and tl[-1] > uniform and ta[-1] < 0.5:
+        f.collapsed = True
+        f.lr_evidence.append(Msg("ev.damaged", {"tl": tl[-1], "u": uniform, "k": f.num_classes, "lr": cfg.learning_rate}))
 
 
 def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str], sampler: str) -> None:

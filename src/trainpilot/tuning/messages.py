@@ -40,6 +40,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ev.collapsed": ("val accuracy never rose above chance (best {va:.3f} for {k} classes; train {ta:.3f}): the "
                      "weights hold nothing worth keeping", "验证准确率从未高于随机水平（{k} 类时最佳为 {va:.3f}；训练 {ta:.3f}）："
                      "当前权重没有值得保留的内容"),
+    "ev.damaged": ("train_loss {tl:.4g} is above a uniform guess's ({u:.3g} for {k} classes) at lr {lr:g}: the weights are "
+                   "confidently wrong on their own training images, so they hold nothing worth keeping",
+                   "训练损失 {tl:.4g} 高于均匀猜测（{k} 类时为 {u:.3g}），学习率 {lr:g}：权重在自己的训练图像上自信地出错，"
+                   "没有值得保留的内容"),
     "ev.lr_slow": ("the loss falls smoothly but slowly ({a:.4g} -> {b:.4g} over {n} epochs): lr {lr:g} has room to grow",
                    "损失平稳但缓慢地下降（{n} 轮内 {a:.4g} -> {b:.4g}）：学习率 {lr:g} 仍有提升空间"),
     "ev.lr_prior_high": ("lr {lr:g} is above the usual range for {opt} ({lo:g}-{hi:g}), so a flat loss means a stalled, "
