@@ -5,7 +5,8 @@
 Cases: healthy defaults, lr x50, lr /1000, weight_decay 1.0, one class cut to 1:21, the seed's config
 verbatim, 20% of the training labels flipped to a wrong class, and one class holding 70% of the
 training images (the others cut to 18 each), as a defect-free majority would. ``majority_70pct_sampled``
-is a reference, not a pathology: the same data with balanced sampling from epoch 1.
+is a reference, not a pathology: the same data with balanced sampling from epoch 1; so is
+``imbalance_1_20_weighted``, the 1:21 cut with gentle (log_inverse) class weights from epoch 1.
 
 On neu-cls with mobilenetv3_small_100 at 128 px and a fixed epoch budget, each starting config is
 trained twice, with the controller off and with the rule advisor on, and the best checkpoint is
@@ -97,6 +98,10 @@ def pathologies(data: Path, tmp: Path) -> dict[str, tuple[dict, Path]]:
         # not a pathology: the same data with balanced sampling from epoch 1, what the data allows at best
         # without the 4 in 5 training images the cut removed (its "off" is the reachable part of the gap)
         "majority_70pct_sampled": ({"sampler": "balanced"}, majority),
+        # not a pathology either: the 1:21 cut with the controller's own first remedy (gentle class weights)
+        # from epoch 1, what those 10 images allow
+        "imbalance_1_20_weighted": ({"use_class_weights": True, "weight_strategy": "log_inverse"},
+                                    tmp / "imbalanced"),
     }
 
 

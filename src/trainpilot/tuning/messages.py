@@ -167,6 +167,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "txt.recent_cut": ("{label}: no lr raise, the lr was cut from above the usual range at epoch {e} and the loss is "
                        "not flat enough to call that cut too deep", "{label}：不提高学习率，第 {e} 轮刚将学习率从常用范围以上调低，"
                        "损失尚未停滞到足以说明调得过低"),
+    "txt.range_top": ("{label}: no lr raise, lr {lr:g} is at the top of the usual range ({hi:g}) and the loss still "
+                      "falls; only a flat loss would justify leaving it", "{label}：不提高学习率，学习率 {lr:g} 已达常用范围上限"
+                      "（{hi:g}），且损失仍在下降；只有损失停滞才值得超出该范围"),
 }
 
 

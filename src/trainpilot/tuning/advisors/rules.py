@@ -94,6 +94,16 @@ class _Ctx:
             value = spec.high if not spec.high_open else spec.high * 0.99
         return value
 
+    @property
+    def flat_loss(self) -> bool:
+        """The train loss has stalled outright (not merely slowed down)."""
+        return math.isfinite(self.f.train_loss_trend) and abs(self.f.train_loss_trend) < FLAT_REL / 10
+
+    @property
+    def at_range_top(self) -> bool:
+        """The lr is at (or above) the top of the usual range, where a slow loss earns no raise."""
+        return self.cfg.learning_rate >= typical_lr(self.cfg)[1] * (1 - 1e-9)
+
     @cached_property
     def recent_lr_cut_from_above(self) -> int | None:
         """The epoch of a kept/pending lr cut from above the usual range, within the last two windows."""
@@ -148,10 +158,12 @@ def _underfitting(r: _Ctx) -> list[Remedy]:
     cfg, f = r.cfg, r.f
     if f.lr_verdict == "too_high":
         return _lr_down(r, "why.lr_down_high") + [_clip(r)]
-    flat = math.isfinite(f.train_loss_trend) and abs(f.train_loss_trend) < FLAT_REL / 10
+    flat = r.flat_loss
     factor = 10.0 if flat or f.lr_prior == "low" else 3.0
-    raise_lr: list[Remedy] = [([("learning_rate", r.lr(factor))], "why.lr_up", {"f": factor})]
-    if not flat and r.recent_lr_cut_from_above is not None:
+    # a slow (not a flat) loss is no reason to leave the usual range: a raise lands at most at its top
+    new = r.lr(factor) if flat else min(r.lr(factor), typical_lr(cfg)[1])
+    raise_lr: list[Remedy] = [([("learning_rate", new)], "why.lr_up", {"f": _r3(new / cfg.learning_rate)})]
+    if not flat and (r.recent_lr_cut_from_above is not None or r.at_range_top):
         raise_lr = []  # right after landing an lr from far too high, a slow loss is no proof the cut went too deep
     structural: list[Remedy] = []
     steps = int(f.steps_per_epoch) if math.isfinite(f.steps_per_epoch) else 0
@@ -281,6 +293,10 @@ class RuleAdvisor(Advisor):
                 skipped.append(say("txt.annealing", lang, label=label, s=ctx.cfg.lr_scheduler))
             if st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.recent_lr_cut_from_above:
                 skipped.append(say("txt.recent_cut", lang, label=label, e=r.recent_lr_cut_from_above))
+            elif st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.at_range_top \
+                    and not r.flat_loss:
+                skipped.append(say("txt.range_top", lang, label=label, lr=ctx.cfg.learning_rate,
+                                   hi=typical_lr(ctx.cfg)[1]))
             lines.append(f"- {label}{o}{say('txt.sev', lang)} {st.severity:.2f}{c}{col}" + sep.join(st.evidence))
             taken, quota = 0, QUOTA.get(st.state, 1)
             if st.state == "underfitting" and diag.features.lr_verdict == "too_low":
