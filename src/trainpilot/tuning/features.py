@@ -153,7 +153,7 @@ class Features:
     lr_verdict: str = "unknown"   # too_high | too_low | ok | unknown
     lr_prior: str | None = None    # high | low: the lr itself is outside the usual range
     slow_descent: bool = False
-    collapsed: bool = False        # never above chance at a too-high lr: the weights are only damage
+    collapsed: bool = False        # only damage: never above chance, or a loss above ln(k), at a too-high lr
     accuracy_gap: float = math.nan
     val_loss_above_best: float = math.nan
     plateau_improvement: float = math.nan

@@ -164,7 +164,9 @@ def _underfitting(r: _Ctx) -> list[Remedy]:
     new = r.lr(factor) if flat else min(r.lr(factor), typical_lr(cfg)[1])
     raise_lr: list[Remedy] = [([("learning_rate", new)], "why.lr_up", {"f": _r3(new / cfg.learning_rate)})]
     if not flat and (r.recent_lr_cut_from_above is not None or r.at_range_top):
-        raise_lr = []  # right after landing an lr from far too high, a slow loss is no proof the cut went too deep
+        # right after landing an lr from far too high, a slow loss is no proof the cut went too deep; at the top of
+        # the range, a falling loss is no reason to leave it
+        raise_lr = []
     structural: list[Remedy] = []
     steps = int(f.steps_per_epoch) if math.isfinite(f.steps_per_epoch) else 0
     if cfg.gradient_accumulation_enabled and cfg.gradient_accumulation_steps > 1 and 0 < steps < 50:
