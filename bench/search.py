@@ -120,20 +120,7 @@ def defaults(data: Path, root: Path, seed: int, budget: int) -> float:
     return float(run.summary["final"]["test"]["macro_f1"])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
-    ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
-    ap.add_argument("--trial-epochs", type=int, default=4)
-    ap.add_argument("--only", default="", help="one dataset: xsdd or neu-cls")
-    ap.add_argument("--methods", default="", help="comma-separated subset, e.g. tpe,tune (default: all)")
-    ap.add_argument("--memory-check", action="store_true", help="only the experience-memory comparison")
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench_search_"))
-    if args.memory_check:
-        memory_check(tmp, args)
-        return
+def compare(tmp: Path, args: argparse.Namespace) -> None:
     sets = {"xsdd": {"train": 20, "val": 12, "test": 30}, "neu-cls": {"train": 20, "val": 12, "test": 30}}
     methods = [("defaults", None), ("tpe", ("tpe", "none", False, 1)), ("random", ("random", "none", False, 1)),
                ("tune", ("tpe", "median", True, 1)), ("hybrid", ("hybrid", "median", True, 1)),
@@ -173,6 +160,23 @@ def main() -> None:
             lo = sum(a < b - 0.005 for a, b in zip(vals, tpe))
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             print(f"{method:14s} {statistics.mean(vals):7.4f} {sd:6.4f}  {w}/{len(vals) - w - lo}/{lo}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--budget", type=int, default=24, help="training epochs per method and seed")
+    ap.add_argument("--trial-epochs", type=int, default=4)
+    ap.add_argument("--only", default="", help="one dataset: xsdd or neu-cls")
+    ap.add_argument("--methods", default="", help="comma-separated subset, e.g. tpe,tune (default: all)")
+    ap.add_argument("--memory-check", action="store_true", help="only the experience-memory comparison")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_search_") as tmp:  # a study's trials hold gigabytes of checkpoints
+        if args.memory_check:
+            memory_check(Path(tmp), args)
+        else:
+            compare(Path(tmp), args)
 
 
 if __name__ == "__main__":
