@@ -213,6 +213,18 @@ def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_c
     assert diagnose(stuck, CFG, COUNTS).state("underfitting") is not None
 
 
+def test_a_climbing_metric_excuses_a_low_training_accuracy_only_in_the_first_half_of_the_run():
+    """The same epoch-5 history: in a 40-epoch run the model is early and has time; in an 8-epoch trial
+    (3 epochs left) it has not, so the low training accuracy is read as underfitting after all."""
+    tl, vl = [1.6, 1.5, 1.4, 1.3, 1.25], [1.6, 1.5, 1.35, 1.2, 1.1]
+    early = make_history(tl, vl, [0.30, 0.35, 0.45, 0.5, 0.55], [0.17, 0.17, 0.24, 0.45, 0.55])
+    short = build_config({"num_epochs": 8})
+    assert diagnose(early, CFG, COUNTS).state("underfitting") is None
+    d = diagnose(early, short, COUNTS)
+    assert d.features.epochs_left == 3 and d.state("underfitting") is not None
+    assert diagnose(early, build_config({"num_epochs": 11}), COUNTS).state("underfitting") is None  # 6 left
+
+
 def test_a_slow_smooth_descent_at_a_low_lr_is_underfitting_from_the_second_epoch():
     """The seed's config on neu-cls (lr 1e-4, 10 optimizer steps an epoch), measured: after two epochs the
     loss has fallen by a tenth an epoch at an lr in the lower half of the usual range. Waiting for a third

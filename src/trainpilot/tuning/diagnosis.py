@@ -143,8 +143,10 @@ def _underfitting(f: Features, found: dict[str, State]) -> State | None:
     if f.near_chance:
         ev = [Msg("ev.near_chance", {"va": f.val_accuracy, "chance": f.chance, "k": f.num_classes, "n": f.epochs})]
         return _state("underfitting", 0.35 if f.epochs == 1 else 0.6 + 0.1 * min(3, f.epochs - 1), ev + f.lr_evidence)
-    # with no sign of a too-low lr, a metric that climbs fast says these settings work: the model is only early
-    early = f.lr_verdict == "ok" and f.plateau_improvement >= STILL_LEARNING  # NaN (too short a history): no
+    # with no sign of a too-low lr, a metric that climbs fast says these settings work: the model is only early,
+    # while more of the run lies ahead than behind it to keep climbing in (a short trial has no time to wait)
+    early = (f.lr_verdict == "ok" and f.plateau_improvement >= STILL_LEARNING  # NaN (too short a history): no
+             and f.epochs_left > f.epoch)
     if ((f.epochs >= 3 or f.slow_descent) and not early and f.lr_verdict in ("too_low", "ok")
             and (ta < 0.6 or (ta < 0.8 and f.slow_descent))):
         return _state("underfitting", 0.5, [Msg("ev.not_fitting", {"ta": ta, "n": f.epochs})] + f.lr_evidence)

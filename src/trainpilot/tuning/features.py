@@ -153,6 +153,7 @@ class Features:
     lr_verdict: str = "unknown"   # too_high | too_low | ok | unknown
     lr_prior: str | None = None    # high | low: the lr itself is outside the usual range
     slow_descent: bool = False
+    epochs_left: int = 0           # of the run's num_epochs, after this one
     collapsed: bool = False        # only damage: never above chance, or a loss above ln(k), at a too-high lr
     accuracy_gap: float = math.nan
     val_loss_above_best: float = math.nan
@@ -224,6 +225,7 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
                  chance=1.0 / k if k else math.nan, train_loss=tl[-1], val_loss=vl[-1], train_accuracy=ta[-1],
                  val_accuracy=va[-1], val_macro_f1=last["val_f1"], lr=last["lr"],
                  series=Series(rows, tl, ta, vl, va, m, counts, names), loss_since=loss_since)
+    f.epochs_left = cfg.num_epochs - f.epoch
     recent = tl[-window:]
     f.loss_gap = vl[-1] - tl[-1]
     f.loss_gap_slope = slope([v - t for v, t in zip(vl[-window:], tl[-window:])])
