@@ -224,8 +224,8 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     f = Features(epochs=n, epoch=last["epoch"], window=window, monitor=mon, num_classes=k,
                  chance=1.0 / k if k else math.nan, train_loss=tl[-1], val_loss=vl[-1], train_accuracy=ta[-1],
                  val_accuracy=va[-1], val_macro_f1=last["val_f1"], lr=last["lr"],
-                 series=Series(rows, tl, ta, vl, va, m, counts, names), loss_since=loss_since)
-    f.epochs_left = cfg.num_epochs - f.epoch
+                 series=Series(rows, tl, ta, vl, va, m, counts, names), loss_since=loss_since,
+                 epochs_left=cfg.num_epochs - last["epoch"])
     recent = tl[-window:]
     f.loss_gap = vl[-1] - tl[-1]
     f.loss_gap_slope = slope([v - t for v, t in zip(vl[-window:], tl[-window:])])

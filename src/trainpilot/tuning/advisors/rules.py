@@ -99,10 +99,19 @@ class _Ctx:
         """The train loss has stalled outright (not merely slowed down)."""
         return math.isfinite(self.f.train_loss_trend) and abs(self.f.train_loss_trend) < FLAT_REL / 10
 
-    @property
-    def at_range_top(self) -> bool:
-        """The lr is at (or above) the top of the usual range, where a slow loss earns no raise."""
-        return self.cfg.learning_rate >= typical_lr(self.cfg)[1] * (1 - 1e-9)
+    @cached_property
+    def withheld_raise(self) -> tuple[str, dict[str, Any]] | None:
+        """Why a slow (not flat) loss earns no lr raise here, as a message key and its arguments; None if it does.
+        Right after landing an lr from far too high, a slow loss is no proof the cut went too deep; at the top
+        of the usual range, a falling loss is no reason to leave it."""
+        if self.flat_loss:
+            return None
+        if self.recent_lr_cut_from_above is not None:
+            return "txt.recent_cut", {"e": self.recent_lr_cut_from_above}
+        hi = typical_lr(self.cfg)[1]
+        if self.cfg.learning_rate >= hi * (1 - 1e-9):
+            return "txt.range_top", {"lr": self.cfg.learning_rate, "hi": hi}
+        return None
 
     @cached_property
     def recent_lr_cut_from_above(self) -> int | None:
@@ -163,9 +172,7 @@ def _underfitting(r: _Ctx) -> list[Remedy]:
     # a slow (not a flat) loss is no reason to leave the usual range: a raise lands at most at its top
     new = r.lr(factor) if flat else min(r.lr(factor), typical_lr(cfg)[1])
     raise_lr: list[Remedy] = [([("learning_rate", new)], "why.lr_up", {"f": _r3(new / cfg.learning_rate)})]
-    if not flat and (r.recent_lr_cut_from_above is not None or r.at_range_top):
-        # right after landing an lr from far too high, a slow loss is no proof the cut went too deep; at the top of
-        # the range, a falling loss is no reason to leave it
+    if r.withheld_raise:
         raise_lr = []
     structural: list[Remedy] = []
     steps = int(f.steps_per_epoch) if math.isfinite(f.steps_per_epoch) else 0
@@ -293,12 +300,9 @@ class RuleAdvisor(Advisor):
             label = state_label(st.state, lang)
             if st.state == "plateau" and ctx.cfg.lr_scheduler in ANNEALING:
                 skipped.append(say("txt.annealing", lang, label=label, s=ctx.cfg.lr_scheduler))
-            if st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.recent_lr_cut_from_above:
-                skipped.append(say("txt.recent_cut", lang, label=label, e=r.recent_lr_cut_from_above))
-            elif st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.at_range_top \
-                    and not r.flat_loss:
-                skipped.append(say("txt.range_top", lang, label=label, lr=ctx.cfg.learning_rate,
-                                   hi=typical_lr(ctx.cfg)[1]))
+            if st.state == "underfitting" and diag.features.lr_verdict != "too_high" and r.withheld_raise:
+                key, args = r.withheld_raise
+                skipped.append(say(key, lang, label=label, **args))
             lines.append(f"- {label}{o}{say('txt.sev', lang)} {st.severity:.2f}{c}{col}" + sep.join(st.evidence))
             taken, quota = 0, QUOTA.get(st.state, 1)
             if st.state == "underfitting" and diag.features.lr_verdict == "too_low":
