@@ -73,6 +73,11 @@ def test_use_pretrained_loads_packaged_weights_and_fails_clearly_offline(monkeyp
     first = next(v for k, v in stem.items() if v.ndim == 4)
     assert torch.equal(model.conv_stem.weight, first)
     assert info["mean"] == (0.5, 0.5, 0.5) and "packaged" in info["weights"]
+    # the new 5-class head starts at zero: every class alike, the first loss that of a uniform guess (ln 5)
+    model.eval()
+    logits = model(torch.rand(4, 3, 64, 64) * 2 - 1)
+    assert torch.allclose(logits, torch.zeros_like(logits))
+    assert torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).item() == pytest.approx(math.log(5))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="use_pretrained.*pretrained_path"):
         build_model(build_config({**TINY, "use_pretrained": True}), 3)
@@ -85,6 +90,9 @@ def test_pretrained_path_replaces_the_head(tmp_path):
     model, info = build_model(build_config({**TINY, "pretrained_path": str(tmp_path / "donor.pt")}), 3)
     assert torch.equal(model.conv_stem.weight, donor.conv_stem.weight)
     assert model.classifier.out_features == 3 and "pretrained_path" in info["weights"]
+    assert not model.classifier.weight.any()  # another class count: the head starts at zero
+    same, _ = build_model(build_config({**TINY, "pretrained_path": str(tmp_path / "donor.pt")}), 7)
+    assert torch.equal(same.classifier.weight, donor.classifier.weight)  # the same count: the donor's head is kept
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ConfigError, match="pretrained_path"):
         build_model(build_config({**TINY, "pretrained_path": str(tmp_path / "junk.pt")}), 3)
@@ -390,8 +398,9 @@ def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path)
     assert confident_suspects(probs, labels) == [(2, 1)]  # class 2's low bar keeps its own images; 0.4 < 0.6 for 0
 
     data = _neu_two_classes(tmp_path)  # three "patches" filed under "scratches"; the packaged ImageNet lite0
+    # lr 5e-3: the zero-initialised head of 3 short epochs (12 steps) at 2e-3 still hedges on the moved images
     cfg = {**TINY, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
-           "num_epochs": 3, "data_dir": str(data)}
+           "num_epochs": 3, "learning_rate": 5e-3, "data_dir": str(data)}
     run = trainpilot.train(cfg, runs_dir=tmp_path / "on", quiet=True)
     rec = run.summary["suspect_labels"]
     rows = (run.dir / rec["file"]).read_text(encoding="utf-8-sig").splitlines()
@@ -446,7 +455,8 @@ def test_drop_suspect_labels_trains_without_the_contradicted_images(tmp_path):
 
     data = _neu_two_classes(tmp_path)
     cfg = {**TINY, "model_name": "tf_efficientnet_lite0", "use_pretrained": True, "image_size": 48, "batch_size": 16,
-           "num_epochs": 5, "data_dir": str(data), "drop_suspect_labels": True, "suspect_labels": False}
+           "num_epochs": 5, "learning_rate": 5e-3, "data_dir": str(data), "drop_suspect_labels": True,
+           "suspect_labels": False}
     run = trainpilot.train(cfg, runs_dir=tmp_path / "on", quiet=True)
     train = [r for r in run.history if r["phase"] == "train"]
     assert [r.get("left_out") for r in train[:3]] == [None] * 3 and train[3]["left_out"] >= 2, train  # from epoch 4

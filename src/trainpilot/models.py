@@ -79,13 +79,25 @@ def _unwrap_state_dict(obj) -> dict[str, torch.Tensor]:
 
 
 def load_weights_replacing_head(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> int:
-    """Load matching tensors; the classifier (shape-mismatched keys) stays freshly initialised."""
+    """Load matching tensors; a classifier the weights do not fit (another class count) starts at zero.
+
+    A zero head (as in Big Transfer, Kolesnikov et al. 2020) scores every class alike, so training starts
+    at the loss of a uniform guess. timm's own init scales the head by its fan-out, the class count: with
+    6 classes its logits on ImageNet features have a spread of about 6 and the first loss is about 8, so
+    the first steps send large, random gradients into the pretrained features."""
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < len(own) * 0.5:
         raise ConfigError(f"pretrained weights from {source} do not fit {type(model).__name__}: only "
                           f"{len(usable)} of {len(own)} tensors match; is it a checkpoint of this model_name?")
     model.load_state_dict(usable, strict=False)
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(head, nn.Linear):
+        names = {id(p): n for n, p in model.named_parameters()}
+        with torch.no_grad():
+            for p in head.parameters():
+                if names.get(id(p)) not in usable:
+                    p.zero_()
     return len(usable)
 
 
