@@ -384,13 +384,16 @@ class Trainer(LiveChanges, TrainerState):
 
     # -- the controller's interface ------------------------------------------------------------------
     def reset_weights(self, _replay: bool = False) -> None:
-        """Back to the initial weights, with a fresh optimizer state and EMA; the lr schedule continues."""
+        """Back to the initial weights, with a fresh optimizer state and EMA, and a new lr schedule (warmup
+        included) over the epochs that remain: a fresh start at the schedule's peak would take full-size
+        Adam steps on the restored weights at once."""
         if self.initial_weights is None:
             raise RuntimeError("the initial weights were not kept (intelligent_training is off)")
         self._log_command("reset_weights")
         self.model.load_state_dict(self.initial_weights)
         self.fresh_ema()
         self.optimizer = build_optimizer(self.model, self.cfg)
+        self.rebuild_schedule(keep_progress=False)
 
     def fresh_ema(self) -> None:
         """A new EMA of the current weights (after they were replaced wholesale)."""

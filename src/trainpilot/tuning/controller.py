@@ -286,7 +286,8 @@ class TuningController:
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: at that lr they held nothing "
                          "worth keeping (never above chance, or a training loss above a uniform guess's), so this is "
-                         "a rollback to the last undamaged state")
+                         "a rollback to the last undamaged state; the lr schedule starts again, warmup included, over "
+                         f"the remaining {tr.cfg.num_epochs - epoch} epochs")
         result = tr.apply_changes(updates)
         record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()
