@@ -424,12 +424,20 @@ def test_a_collapsed_run_restarts_from_its_initial_weights_with_the_lower_lr(tin
         for p in t.model.parameters():
             p.add_(1.0)  # the damage a too-high lr does
     t.history = [{"phase": "val", "epoch": 1, "val_accuracy": 0.2}]
+    t.epoch = 1
+    spe = t.steps_per_epoch()
+    for _ in range(spe):  # one epoch into the old schedule: past its warmup
+        t.schedule.after_optimizer_step()
     ctl = TuningController(_it(), run=t.run, advisor=Scripted())
     collapsed = {"features": {"collapsed": True, "near_chance": True}}
     rec = {"adj_id": "adj_c", "status": "recorded", "diagnosis": collapsed}
     ctl._apply(t, 1, rec, {"learning_rate": t.cfg.learning_rate / 10})
     assert all(torch.equal(v, initial[k]) for k, v in t.model.state_dict().items())
     assert not t.optimizer.state and "initial weights" in rec["apply_notes"][0]
+    # a fresh start: a new schedule over the epochs left, warming up again over at least one epoch
+    left = t.cfg.num_epochs - 1
+    assert t.schedule.total_steps == spe * left and t.schedule.warmup >= spe and t.schedule.step_count == 0
+    assert f"remaining {left} epochs" in rec["apply_notes"][0]
     ctl.pending = None
     with torch.no_grad():
         for p in t.model.parameters():
