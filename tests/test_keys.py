@@ -78,6 +78,14 @@ def test_use_pretrained_loads_packaged_weights_and_fails_clearly_offline(monkeyp
     logits = model(torch.rand(4, 3, 64, 64) * 2 - 1)
     assert torch.allclose(logits, torch.zeros_like(logits))
     assert torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).item() == pytest.approx(math.log(5))
+    import trainpilot.models as models
+
+    real = models.timm.create_model
+    hub = lambda name, pretrained=False, **kw: real(name, pretrained=False, **kw)  # noqa: E731 - a hub donor, offline
+    monkeypatch.setattr(models.timm, "create_model", hub)
+    from_hub, info = build_model(build_config({**TINY, "use_pretrained": True}), 3)
+    assert "hub" in info["weights"] and not from_hub.get_classifier().weight.any()  # the donor's head is not ImageNet's
+    monkeypatch.setattr(models.timm, "create_model", real)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match="use_pretrained.*pretrained_path"):
         build_model(build_config({**TINY, "use_pretrained": True}), 3)

@@ -158,7 +158,9 @@ def _load_from_hub(model: nn.Module, name: str, num_classes: int) -> int:
             f"config key 'use_pretrained': ImageNet weights for {name} could not be loaded ({why}); "
             f"download them on a connected machine, or set pretrained_path=FILE, or use_pretrained=false"
         ) from None
-    return load_weights_replacing_head(model, donor.state_dict(), "the timm hub")
+    head = donor.pretrained_cfg.get("classifier") or ""  # timm made the donor's head for our classes: not ImageNet's
+    state = {k: v for k, v in donor.state_dict().items() if not (head and k.startswith(head + "."))}
+    return load_weights_replacing_head(model, state, "the timm hub")
 
 
 def swap_activations(model: nn.Module, act: type[nn.Module]) -> int:
