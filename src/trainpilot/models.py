@@ -91,14 +91,17 @@ def load_weights_replacing_head(model: nn.Module, state: dict[str, torch.Tensor]
         raise ConfigError(f"pretrained weights from {source} do not fit {type(model).__name__}: only "
                           f"{len(usable)} of {len(own)} tensors match; is it a checkpoint of this model_name?")
     model.load_state_dict(usable, strict=False)
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(head, nn.Linear):
-        names = {id(p): n for n, p in model.named_parameters()}
-        with torch.no_grad():
-            for p in head.parameters():
-                if names.get(id(p)) not in usable:
-                    p.zero_()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if _in_head(model, name) and name not in usable:
+                p.zero_()
     return len(usable)
+
+
+def _in_head(model: nn.Module, name: str) -> bool:
+    """Whether parameter/buffer ``name`` belongs to the classifier timm names for ``model``."""
+    head = getattr(model, "pretrained_cfg", {}).get("classifier")
+    return bool(head) and name.startswith(head + ".")
 
 
 def _load_packaged_in_order(model: nn.Module, path: Path) -> int:
@@ -158,8 +161,8 @@ def _load_from_hub(model: nn.Module, name: str, num_classes: int) -> int:
             f"config key 'use_pretrained': ImageNet weights for {name} could not be loaded ({why}); "
             f"download them on a connected machine, or set pretrained_path=FILE, or use_pretrained=false"
         ) from None
-    head = donor.pretrained_cfg.get("classifier") or ""  # timm made the donor's head for our classes: not ImageNet's
-    state = {k: v for k, v in donor.state_dict().items() if not (head and k.startswith(head + "."))}
+    # timm made the donor's head for our class count, at random: it is not ImageNet's
+    state = {k: v for k, v in donor.state_dict().items() if not _in_head(donor, k)}
     return load_weights_replacing_head(model, state, "the timm hub")
 
 
