@@ -383,10 +383,10 @@ class Trainer(LiveChanges, TrainerState):
             self._commands.append((name, args))
 
     # -- the controller's interface ------------------------------------------------------------------
-    def reset_weights(self, _replay: bool = False) -> None:
+    def reset_weights(self, _replay: bool = False) -> str:
         """Back to the initial weights, with a fresh optimizer state and EMA, and a new lr schedule (warmup
         included) over the epochs that remain: a fresh start at the schedule's peak would take full-size
-        Adam steps on the restored weights at once."""
+        Adam steps on the restored weights at once. Returns a note of the new schedule."""
         if self.initial_weights is None:
             raise RuntimeError("the initial weights were not kept (intelligent_training is off)")
         self._log_command("reset_weights")
@@ -394,6 +394,8 @@ class Trainer(LiveChanges, TrainerState):
         self.fresh_ema()
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.rebuild_schedule(keep_progress=False)
+        return (f"the lr schedule starts again over the remaining {self.cfg.num_epochs - self.epoch} epochs, "
+                f"warming up over {self.schedule.warmup} steps")
 
     def fresh_ema(self) -> None:
         """A new EMA of the current weights (after they were replaced wholesale)."""

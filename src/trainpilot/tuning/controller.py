@@ -282,12 +282,11 @@ class TuningController:
         features = (record.get("diagnosis") or {}).get("features") or {}
         lowered = updates.get("learning_rate", math.inf) < tr.cfg.learning_rate
         if features.get("collapsed") and lowered and tr.initial_weights is not None:
-            tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
+            schedule = tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
             self.discarded.append([1, epoch])
             notes.append("weights reset to the run's initial weights before the lr change: at that lr they held nothing "
                          "worth keeping (never above chance, or a training loss above a uniform guess's), so this is "
-                         "a rollback to the last undamaged state; the lr schedule starts again, warmup included, over "
-                         f"the remaining {tr.cfg.num_epochs - epoch} epochs")
+                         f"a rollback to the last undamaged state; {schedule}")
         result = tr.apply_changes(updates)
         record["apply_notes"] = notes + result.notes
         record["config_after"] = tr.cfg.to_dict()
