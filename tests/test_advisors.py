@@ -444,3 +444,12 @@ def test_no_class_weights_when_the_majority_class_is_already_given_up():
         p = RuleAdvisor().advise(c)
         assert ("use_class_weights" in proposed(p)) is expect
         assert ("already gives up the majority class" in p.analysis) is not expect, p.analysis
+
+
+def test_a_class_not_learned_on_balanced_counts_gets_a_note_not_weights():
+    history = [dict(r) for r in SCENARIOS["imbalance"]]
+    history[-1] = {**history[-1], "confusion_matrix": [[10, 0, 0, 0], [0, 9, 1, 0], [0, 1, 9, 0], [0, 1, 8, 1]]}
+    c = AdvisorContext(cfg=CFG, it_cfg=IT, history=history, diagnosis=diagnose(history, CFG, COUNTS),
+                       class_names=CLASSES, train_counts=COUNTS, past_interventions=[], language="en")
+    p = RuleAdvisor().advise(c)
+    assert not p.changes and "mostly taken for \"wasps\"" in p.analysis and "imbalance" not in p.analysis, p.analysis

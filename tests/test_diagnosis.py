@@ -348,3 +348,13 @@ def test_train_losses_under_a_changed_loss_are_not_compared_with_the_old_ones():
     assert not after.state("diverging") and after.features.train_loss_vs_best == pytest.approx(0.95 / 0.8)
     real = diagnose(make_history(tl[:-1] + [2.0], *([x] * 8 for x in (0.4, 0.9, 0.9))), CFG, COUNTS, loss_since=4)
     assert real.state("diverging")  # a blow-up within the new loss still counts (2.0 = 2.5x its best 0.8)
+
+
+def test_a_class_not_learned_on_balanced_counts_is_no_imbalance():
+    history = [dict(r) for r in SCENARIOS["imbalance"]]
+    history[-1] = {**history[-1], "confusion_matrix": [[10, 0, 0, 0], [0, 9, 1, 0], [0, 1, 9, 0], [0, 1, 8, 1]]}
+    d = diagnose(history, CFG, COUNTS)  # the same recalls ("flies" at 0.05) on 100 images a class
+    assert d.state("imbalance") is None and d.primary == "weak_class", d.to_dict()
+    assert '"flies"' in " ".join(d.state("weak_class").evidence) and d.features.worst_taken_for == "wasps"
+    assert d.in_language("zh").state("weak_class").evidence[0].startswith("类别")
+    assert diagnose(history, CFG, [500, 480, 450, 40]).primary == "imbalance"  # imbalanced counts: as before

@@ -2,7 +2,7 @@
 
 :func:`diagnose` computes the features once (:func:`trainpilot.tuning.features.compute_features`)
 and runs an ordered registry of small detectors, one per state (diverging, noisy labels, underfitting,
-collapsed to the majority class, overfitting, plateau, unstable, imbalance). Each detector reads the features
+collapsed to the majority class, overfitting, plateau, unstable, imbalance, one class not learned). Each detector reads the features
 and the states found before it, and returns a :class:`State` with a severity in [0, 1] and its
 findings as message keys (rendered in zh or en by :mod:`trainpilot.tuning.messages`). Adding a
 state is adding one function here, one remedy row in the rule table and its sentences.
@@ -22,7 +22,7 @@ from trainpilot.tuning.features import (  # noqa: F401  (re-exported: the diagno
 from trainpilot.tuning.messages import Msg
 
 STATES = ("healthy", "underfitting", "majority", "overfitting", "diverging", "plateau", "unstable", "imbalance",
-          "noisy_labels")
+          "weak_class", "noisy_labels")
 MIN_SEVERITY = 0.3       # weaker findings stay in the features only
 PLATEAU_REL = 0.01       # relative improvement of the monitored metric over the window
 STILL_LEARNING = 0.1     # a rise this large over the window: the settings work, the model is only early
@@ -229,14 +229,19 @@ def _unstable(f: Features, found: dict[str, State]) -> State | None:
     return _state("unstable", sev, ev) if ev else None
 
 
+def _class_collapse(f: Features) -> list[Msg]:
+    """One class (almost) never found while the others are: its recall and the mean recall."""
+    if f.min_class_recall < COLLAPSE_RECALL and f.mean_class_recall >= f.min_class_recall + 0.2:
+        return [Msg("ev.class_collapse", {"name": _q(f.worst_class), "r": f.min_class_recall, "mean": f.mean_class_recall})]
+    return []
+
+
 @detector("imbalance")
 def _imbalance(f: Features, found: dict[str, State]) -> State | None:
-    if not math.isfinite(f.min_class_recall):
-        return None
-    ev, sev = [], 0.0
-    if f.min_class_recall < COLLAPSE_RECALL and f.mean_class_recall >= f.min_class_recall + 0.2:
-        ev.append(Msg("ev.class_collapse", {"name": _q(f.worst_class), "r": f.min_class_recall, "mean": f.mean_class_recall}))
-        sev = 0.7
+    if not math.isfinite(f.min_class_recall) or f.imbalance_ratio < IMBALANCED:
+        return None  # on balanced counts a class that is not found is no imbalance (see weak_class)
+    ev = _class_collapse(f)
+    sev = 0.7 if ev else 0.0
     counts, names = f.series.counts, f.series.names
     if f.imbalance_ratio >= IMBALANCED and f.minority_class is not None:
         r = f.minority_recall
@@ -248,6 +253,16 @@ def _imbalance(f: Features, found: dict[str, State]) -> State | None:
     if ev and f.minority_zero_epochs >= 2:
         ev.append(Msg("ev.minority_zero", {"name": _q(f.minority_class), "n": f.minority_zero_epochs}))
     return _state("imbalance", sev * (0.5 if f.near_chance else 1.0), ev) if ev else None
+
+
+@detector("weak_class")
+def _weak_class(f: Features, found: dict[str, State]) -> State | None:
+    """One class is not being learned although the training counts are balanced: neither class weights nor
+    a sampler would show it more often, so this is no imbalance (its images, or their labels, are the lead)."""
+    if not math.isfinite(f.min_class_recall) or f.imbalance_ratio >= IMBALANCED:
+        return None
+    ev = _class_collapse(f)
+    return _state("weak_class", 0.5 * (0.5 if f.near_chance else 1.0), ev) if ev else None
 
 
 def diagnose(history: list[dict], cfg: TrainConfig, train_counts: list[int] | None = None,

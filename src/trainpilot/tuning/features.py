@@ -164,6 +164,7 @@ class Features:
     min_class_recall: float = math.nan
     mean_class_recall: float = math.nan
     worst_class: str | None = None
+    worst_taken_for: str | None = None  # the class the worst class's val images are most often predicted as
     minority_recall: float = math.nan
     minority_class: str | None = None
     majority_recall: float = math.nan  # recall of the class with the most training images
@@ -341,6 +342,16 @@ def _lr_verdict(f: Features, cfg: TrainConfig) -> None:
         f.lr_evidence.append(Msg("ev.damaged", {"tl": tl[-1], "u": uniform, "k": f.num_classes, "lr": cfg.learning_rate}))
 
 
+def _taken_for(row: dict, name: str) -> str | None:
+    """The other class that ``name``'s validation images are most often predicted as (its confusion-matrix row)."""
+    cm, names = row.get("cm") or [], row.get("class_names") or []
+    if name not in names or len(cm) != len(names):
+        return None
+    i = names.index(name)
+    others = [(n, j) for j, n in enumerate(cm[i]) if j != i and isinstance(n, (int, float)) and n > 0]
+    return names[max(others)[1]] if others else None
+
+
 def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str], sampler: str) -> None:
     """Per-class recall, the minority class, and whether predictions collapsed onto one class."""
     if counts and min(counts) >= 0 and max(counts) > 0:
@@ -351,6 +362,7 @@ def _class_features(f: Features, rows: list[dict], counts: list[int], names: lis
     if recalls:
         worst = min(recalls, key=recalls.get)
         f.min_class_recall, f.worst_class = recalls[worst], worst
+        f.worst_taken_for = _taken_for(rows[-1], worst)
         f.mean_class_recall = sum(recalls.values()) / len(recalls)
         f.zero_recall_classes = sum(1 for r in recalls.values() if r == 0)
         if len(names) == len(counts) and counts:

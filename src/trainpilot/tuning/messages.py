@@ -20,6 +20,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "state.imbalance": ("imbalance", "类别不均衡"),
     "state.majority": ("collapsed to the majority class", "退化为只预测多数类"),
     "state.noisy_labels": ("noisy labels", "标签噪声"),
+    "state.weak_class": ("one class not learned", "某一类未学会"),
     # -- evidence -------------------------------------------------------------------------------------
     "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
     "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",
@@ -124,6 +125,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wait.drawn_even": ("no class weights: as drawn ({s} sampling) the classes are within {r:.3g}:1 already, so the "
                         "weights would all be about 1.0", "不加类别权重：按当前采样（{s}）各类抽取比例已在 {r:.3g}:1 以内，"
                         "权重都将接近 1.0"),
+    "wait.weak_class": ("no class-balance change: the training counts are balanced, so class weights or a sampler "
+                        "would not show {name} more often; its validation images are mostly taken for {other}: a "
+                        "look-alike class or mixed-up labels between the two", "不做类别平衡调整：训练样本各类数量均衡，"
+                        "类别权重或采样不会让 {name} 出现得更多；它的验证图像大多被判为 {other}：两类外观相近或标注混淆"),
+    "wait.weak_class_plain": ("no class-balance change: the training counts are balanced, so class weights or a "
+                              "sampler would not show {name} more often", "不做类别平衡调整：训练样本各类数量均衡，"
+                              "类别权重或采样不会让 {name} 出现得更多"),
     "wait.majority_low": ("no class weights: the model already gives up the majority class more than the rest (its "
                           "recall {a:.2f}, the mean {m:.2f}); more weight on the others would trade more of it",
                           "不加类别权重：模型对多数类的召回率（{a:.2f}）已低于平均（{m:.2f}），再加权会进一步牺牲多数类"),

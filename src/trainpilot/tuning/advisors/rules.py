@@ -27,7 +27,7 @@ from trainpilot.tuning.messages import say, state_label
 from .base import Advisor, AdvisorContext
 
 QUOTA = {"diverging": 2, "underfitting": 1, "overfitting": 3, "imbalance": 1, "majority": 1, "plateau": 1, "unstable": 2,
-         "noisy_labels": 1}
+         "noisy_labels": 1, "weak_class": 1}
 # Schedules that keep lowering the lr by themselves (no plateau cut needed), and schedules that cut it
 # early and hard (a starved run is better off on a cosine); ExponentialLR is both.
 ANNEALING = ("CosineAnnealingLR", "OneCycleLR", "ReduceLROnPlateau", "ExponentialLR")
@@ -273,9 +273,18 @@ def _noisy_labels(r: _Ctx) -> list[Remedy]:
             ([], "wait.noisy_labels" if r.cfg.suspect_labels else "wait.noisy_labels_off", share)]
 
 
+def _weak_class(r: _Ctx) -> list[Remedy]:
+    """A note, not a change: on balanced counts no class-balance key reaches a class the model does not learn."""
+    name, other = (json.dumps(x, ensure_ascii=False) for x in (r.f.worst_class, r.f.worst_taken_for))
+    if r.f.worst_taken_for is None:
+        return [([], "wait.weak_class_plain", {"name": name})]
+    return [([], "wait.weak_class", {"name": name, "other": other})]
+
+
 REMEDIES: dict[str, Callable[[_Ctx], list[Remedy]]] = {
     "diverging": _diverging, "underfitting": _underfitting, "majority": _majority, "overfitting": _overfitting,
     "plateau": _plateau, "unstable": _unstable, "imbalance": _imbalance, "noisy_labels": _noisy_labels,
+    "weak_class": _weak_class,
 }
 
 
