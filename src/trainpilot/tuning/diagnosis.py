@@ -2,10 +2,11 @@
 
 :func:`diagnose` computes the features once (:func:`trainpilot.tuning.features.compute_features`)
 and runs an ordered registry of small detectors, one per state (diverging, noisy labels, underfitting,
-collapsed to the majority class, overfitting, plateau, unstable, imbalance, one class not learned). Each detector reads the features
-and the states found before it, and returns a :class:`State` with a severity in [0, 1] and its
-findings as message keys (rendered in zh or en by :mod:`trainpilot.tuning.messages`). Adding a
-state is adding one function here, one remedy row in the rule table and its sentences.
+collapsed to the majority class, overfitting, plateau, unstable, imbalance, one class not learned).
+Each detector reads the features and the states found before it, and returns a :class:`State` with a
+severity in [0, 1] and its findings as message keys (rendered in zh or en by
+:mod:`trainpilot.tuning.messages`). Adding a state is adding one function here, one remedy row in the
+rule table and its sentences.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _imbalance(f: Features, found: dict[str, State]) -> State | None:
     ev = _class_collapse(f)
     sev = 0.7 if ev else 0.0
     counts, names = f.series.counts, f.series.names
-    if f.imbalance_ratio >= IMBALANCED and f.minority_class is not None:
+    if f.minority_class is not None:
         r = f.minority_recall
         if r < 0.5 and f.mean_class_recall > r:
             big = names[counts.index(max(counts))]
