@@ -43,7 +43,7 @@ TRAIN = textwrap.dedent("""
         calls = 0
         def advise(self, context):
             self.calls += 1
-            changes = [{"key": "learning_rate", "value": 0.001, "reason": "the loss falls slowly"}] if self.calls == 1 else []
+            changes = [{"key": "learning_rate", "value": 0.001, "reason": "the val loss oscillates"}] if self.calls == 1 else []
             return Proposal(analysis="Halve the learning rate: the loss is flat.", changes=changes, advisor="rules")
 
     class Pace:  # an epoch every ~second, so the page sees the run live
