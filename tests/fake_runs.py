@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from trainpilot.config import TrainConfig
+from trainpilot.tuning.messages import Msg
 
 CLASSES = ["划痕", "污点", "异物", "ok"]
 
@@ -35,11 +36,13 @@ def epoch_records(epoch: int, classes: list[str], rng: random.Random, t0: float)
 
 def adjustment(epoch: int, status: str, adj_id: str | None = None, key: str = "learning_rate", old=1e-3, new=5e-4,
                mode: str = "auto") -> dict:
+    why = Msg("reason.scheduled", {"at": epoch, "every": 2, "first": 2})
+    flat = Msg("ev.plateau", {"metric": "val_accuracy", "pct": 0.4, "w": 3, "recent": 0.8, "before": 0.797})
     rec = {"adj_id": adj_id or f"adj_{epoch:04d}_{status}", "session_id": "x", "epoch": epoch,
            "created_at": f"2026-01-01T00:{epoch // 60 % 60:02d}:{epoch % 60:02d}", "advisor": "rules", "mode": mode,
-           "trigger": "scheduled", "reason": f"Scheduled analysis of the whole history at epoch {epoch}.",
+           "trigger": "scheduled", "reason_msg": why.to_dict(), "reason": why.render("en") + " Diagnosis: plateau.",
            "diagnosis": {"primary": "plateau", "states": [{"state": "plateau", "severity": 0.5,
-                                                           "evidence": [f"val_accuracy flat for 3 epochs at {epoch}"]}]},
+                                                           "evidence": [flat.render("en")], "findings": [flat.to_dict()]}]},
            "analysis_text": "The run is on a plateau: halve the lr.", "raw_output": "The run is on a plateau: halve the lr.",
            "changes": [] if status == "no_change" else [{"key": key, "old": old, "new": new, "reason": "plateau",
                                                          "apply": "live", "source": "advisor"}],

@@ -211,6 +211,7 @@ def test_seed_scenario_report_fixes_every_quirk(tiny_data, tmp_path):
     ids = [r["adj_id"] for r in read_jsonl(run.dir / "adjustments.jsonl")]
     assert len(set(ids)) == len({(r["adj_id"], r["epoch"]) for r in read_jsonl(run.dir / "adjustments.jsonl")})
     assert "## 📊 训练指标" in text and "| 1 |" in text  # the history table, not one raw record
+    assert "**分析原因**: 第 2 轮的定期分析" in text and "Scheduled analysis" not in text  # one language throughout
 
 
 def test_rules_rescue_a_learning_rate_100x_too_high(tiny_cfg, tmp_path):

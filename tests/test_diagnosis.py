@@ -358,3 +358,16 @@ def test_a_class_not_learned_on_balanced_counts_is_no_imbalance():
     assert '"flies"' in " ".join(d.state("weak_class").evidence) and d.features.worst_taken_for == "wasps"
     assert d.in_language("zh").state("weak_class").evidence[0].startswith("类别")
     assert diagnose(history, CFG, [500, 480, 450, 40]).primary == "imbalance"  # imbalanced counts: as before
+
+
+def test_stored_findings_render_in_either_language_and_fall_back_to_the_written_text():
+    from trainpilot.tuning.messages import render_stored
+
+    st = diagnose(SCENARIOS["plateau"], build_config({"lr_scheduler": "StepLR"}), COUNTS).to_dict()["states"][0]
+    stored = json.loads(json.dumps(st))  # as a run's adjustments.jsonl keeps it
+    assert [render_stored(m, "en", "?") for m in stored["findings"]] == stored["evidence"]
+    assert render_stored(stored["findings"][0], "zh", "?").startswith("最近 3 轮")
+    nan_arg = {"key": "ev.class_collapse", "args": {"name": '"a"', "r": "nan", "mean": 0.5}}
+    assert render_stored(nan_arg, "zh", "as written") == "as written"  # a NaN stored as "nan" does not format
+    assert render_stored({"key": "ev.gone", "args": {}}, "zh", "as written") == "as written"
+    assert render_stored(None, "zh", "as written") == "as written"

@@ -57,6 +57,11 @@ def test_runs_list_and_run_detail(client):
     assert client.get("/api/runs/live").json()["scoring"] is None  # not finished: nothing fitted yet
     zh = client.get("/api/runs/done?lang=zh").json()
     assert next(a for a in zh["adjustments"] if a["drawn"])["label"] == "lr ÷2 · 已保留"
+    # why the analysis ran and what it found are stored as message keys: each reader's language, not the run's
+    card_en, card_zh = d["adjustments"][0], zh["adjustments"][0]
+    assert card_en["reason"].startswith("Scheduled analysis") and card_zh["reason"].startswith("第 3 轮的定期分析")
+    assert "has not improved by 1%" in card_en["states"][0]["evidence"][0]
+    assert card_zh["states"][0]["evidence"][0].startswith("最近 3 轮 val_accuracy 提升不足 1%")
     assert zh["scoring"] == "4 个视图（测试时翻转） · 类别先验校正 tau 0.75"
 
 

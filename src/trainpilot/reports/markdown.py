@@ -6,6 +6,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trainpilot.tuning.messages import render_findings, render_stored, state_label
+
 from .data import atomic_write_text, epoch_rows, last_val
 from .fmt import change_type, dumps_clean, fence, fmt_human, fmt_metric, fmt_value, md_cell
 from .i18n import analysis_heading, advisor_key, label, norm_lang, tr
@@ -85,8 +87,8 @@ def _diagnosis(r: dict, L: str) -> str:
     for s in states:
         sev = f"（{tr(L, 'severity')} {fmt_value(s.get('severity'))}）" if L == "zh" else \
             f" ({tr(L, 'severity')} {fmt_value(s.get('severity'))})"
-        out.append(f"- **{s.get('state', '?')}**{sev if s.get('severity') is not None else ''}")
-        out += [f"  - {e}" for e in s.get("evidence") or []]
+        out.append(f"- **{state_label(str(s.get('state', '?')), L)}**{sev if s.get('severity') is not None else ''}")
+        out += [f"  - {e}" for e in render_findings(s, L)]
     feats = diag.get("features") or {}
     if feats:
         pairs = " · ".join(f"{k} = {_code(v)}" for k, v in feats.items())
@@ -170,7 +172,8 @@ def _analysis(r: dict, L: str) -> str:
     out = [analysis_heading(adv, L), "", f"**{tr(L, 'advisor_info')}**: {info}"]
     if det.get("fallback"):
         out += ["", f"> **{tr(L, 'fallback')}**: {det['fallback']}"]
-    out += ["", f"**{tr(L, 'analysis_reason')}**: {r.get('reason') or '-'}", "",
+    out += ["", f"**{tr(L, 'analysis_reason')}**: {render_stored(r.get('reason_msg'), L, r.get('reason') or '-')}",
+            "",
             f"**{tr(L, 'analysis_detail')}**:", ""]
     text = str(r.get("analysis_text") or "").strip()
     out.append(demote_headings(text) if text else tr(L, "no_analysis"))
@@ -267,7 +270,8 @@ def _summary(r: dict, L: str) -> str:
 def render_adjustment(record: dict, history: list[dict], lang: str = "zh") -> str:
     """The full markdown report of one adjustment record."""
     L, r, h = norm_lang(lang), record or {}, history or []
-    parts = [_header(r, L), f"{tr(L, 'h_reason')}\n\n{r.get('reason') or '-'}", _diagnosis(r, L),
+    why = render_stored(r.get("reason_msg"), L, r.get("reason") or "-")
+    parts = [_header(r, L), f"{tr(L, 'h_reason')}\n\n{why}", _diagnosis(r, L),
              _changes(r, h, L), _rejected(r, L), _analysis(r, L), _metrics(r, h, L), _config(r, L),
              tr(L, "h_outcome") + "\n\n" + "\n".join(x + _BR for x in outcome_lines(r, L)).rstrip(),
              _summary(r, L), "---\n" + tr(L, "footer")]

@@ -47,6 +47,7 @@ from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at,
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
 from trainpilot.tuning.advisors.rules import blocked_changes
 from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
+from trainpilot.tuning.messages import Msg
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -238,11 +239,13 @@ class TuningController:
         validated = validate_proposal(proposal, tr.cfg, self.it, counts, tr.class_names,
                                       blocked_changes(list(self.records().values()), diagnosis.features,
                                                       self.it.imbalance_evaluation_window))
+        why = self._reason(trigger, asked_at, epoch)
         record = {
             "adj_id": new_adj_id(), "session_id": tr.session_id, "created_at": datetime.now().isoformat(),
             "epoch": epoch, "requested_at_epoch": asked_at, "advisor": proposal.advisor or self.it.advisor,
             "advisor_detail": proposal.detail, "mode": self.it.mode, "trigger": trigger,
-            "reason": self._reason(trigger, diagnosis, asked_at, epoch), "diagnosis": diagnosis.to_dict(),
+            "reason": f"{why.render('en')} Diagnosis: {', '.join(s.state for s in diagnosis.states) or 'healthy'}.",
+            "reason_msg": why.to_dict(), "diagnosis": diagnosis.to_dict(),
             "analysis_text": proposal.analysis, "raw_output": proposal.raw_output or proposal.analysis,
             "changes": validated.changes, "rejected": validated.rejected, "unchanged": validated.unchanged,
             "notes": validated.notes, "status": S.RECORDED, "outcome": None,
@@ -264,15 +267,12 @@ class TuningController:
             self._apply(tr, epoch, record, validated.updates)
         self._save(record, tr.history)
 
-    def _reason(self, trigger: str, diagnosis, asked_at: int, epoch: int) -> str:
-        states = ", ".join(s.state for s in diagnosis.states) or "healthy"
-        if trigger == "emergency":
-            return f"Emergency analysis at epoch {epoch}: the loss became non-finite or exploded. Diagnosis: {states}."
-        if trigger == "collapse":
-            return (f"Early analysis at epoch {epoch}: the model answers (almost) only the majority class, and "
-                    f"nothing balances the class counts yet. Diagnosis: {states}.")
-        return (f"Scheduled analysis of the whole history at epoch {asked_at} (every {self.it.analysis_interval} "
-                f"epochs from epoch {self.it.min_epochs_before_analysis}). Diagnosis: {states}.")
+    def _reason(self, trigger: str, asked_at: int, epoch: int) -> Msg:
+        """Why this analysis ran, as a message (stored with its key, so a reader can show it in zh or en)."""
+        if trigger in ("emergency", "collapse"):
+            return Msg(f"reason.{trigger}", {"at": epoch})
+        return Msg("reason.scheduled", {"at": asked_at, "every": self.it.analysis_interval,
+                                        "first": self.it.min_epochs_before_analysis})
 
     # -- apply, judge, roll back ------------------------------------------------------------------------
     def _apply(self, tr: "Trainer", epoch: int, record: dict, updates: dict) -> None:

@@ -71,7 +71,9 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         return {"primary": self.primary, "states": [{"state": s.state, "severity": round(s.severity, 3),
-                                                      "evidence": s.evidence} for s in self.states],
+                                                      "evidence": s.evidence,
+                                                      "findings": [m.to_dict() for m in s.findings]}
+                                                     for s in self.states],
                 "features": self.features.to_dict()}
 
 

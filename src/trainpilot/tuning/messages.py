@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainpilot.jsonio import sanitize_for_json
+
 MESSAGES: dict[str, tuple[str, str]] = {
     # -- state names (English names are the state ids) --------------------------------------------
     "state.healthy": ("healthy", "健康"),
@@ -21,6 +23,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "state.majority": ("collapsed to the majority class", "退化为只预测多数类"),
     "state.noisy_labels": ("noisy labels", "标签噪声"),
     "state.weak_class": ("one class not learned", "某一类未学会"),
+    # -- why an analysis ran ----------------------------------------------------------------------------
+    "reason.scheduled": ("Scheduled analysis of the whole history at epoch {at} (every {every} epochs from epoch "
+                         "{first}).", "第 {at} 轮的定期分析（从第 {first} 轮起每 {every} 轮一次），依据完整训练历史。"),
+    "reason.manual": ("Manual analysis (trainpilot analyze) of the whole history up to epoch {at}.",
+                      "手动分析（trainpilot analyze），依据截至第 {at} 轮的完整训练历史。"),
+    "reason.emergency": ("Emergency analysis at epoch {at}: the loss became non-finite or exploded.",
+                         "第 {at} 轮的紧急分析：损失变为非有限值或急剧增大。"),
+    "reason.collapse": ("Early analysis at epoch {at}: the model answers (almost) only the majority class, and nothing "
+                        "balances the class counts yet.", "第 {at} 轮的提前分析：模型（几乎）只回答多数类，且尚无任何类别"
+                        "平衡措施。"),
     # -- evidence -------------------------------------------------------------------------------------
     "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
     "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",
@@ -200,3 +212,25 @@ class Msg:
 
     def render(self, lang: str = "en") -> str:
         return say(self.key, lang, **self.args)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The key and its arguments as stored in a run's records, so a reader can render another language."""
+        return {"key": self.key, "args": sanitize_for_json(self.args)}
+
+
+def render_stored(stored: Any, lang: str, fallback: str) -> str:
+    """A message stored with :meth:`Msg.to_dict`, rendered in ``lang``; ``fallback`` (the text as written) where
+    there is none, or it no longer renders (an unknown key, or an argument stored as "nan")."""
+    try:
+        return say(stored["key"], lang, **stored["args"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return fallback
+
+
+def render_findings(state: dict, lang: str) -> list[str]:
+    """A stored diagnosis state's findings in ``lang`` where the record keeps their message keys (``findings``);
+    else its ``evidence`` as written."""
+    written, stored = [str(e) for e in state.get("evidence") or []], state.get("findings")
+    if not isinstance(stored, list) or len(stored) != len(written):
+        return written
+    return [render_stored(m, lang, text) for m, text in zip(stored, written)]

@@ -15,7 +15,7 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
-from trainpilot.tuning.messages import state_label
+from trainpilot.tuning.messages import render_findings, render_stored, state_label
 from trainpilot.ui.i18n import strings
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
@@ -76,9 +76,10 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
                     "pending" if status in PENDING else "muted",
             "drawn": bool(adj.get("changes")) and status in DRAWN, "label": marker_label(adj, lang),
             "window": [epoch, int(window_end)],
-            "trigger": label(lang, "trigger_", adj.get("trigger") or ""), "reason": adj.get("reason") or "",
+            "trigger": label(lang, "trigger_", adj.get("trigger") or ""),
+            "reason": render_stored(adj.get("reason_msg"), lang, str(adj.get("reason") or "")),
             "states": [{"state": state_label(s.get("state", ""), lang), "severity": s.get("severity"),
-                        "evidence": [str(e) for e in s.get("evidence") or []]} for s in diagnosis.get("states") or []],
+                        "evidence": render_findings(s, lang)} for s in diagnosis.get("states") or []],
             "changes": [{**c, "words": change_words(c)} for c in adj.get("changes") or []],
             "rejected": adj.get("rejected") or [], "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
