@@ -60,11 +60,11 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
     proposal = create_advisor(it, cache_dir=rd.root / "llm_cache").advise(ctx)
     validated = validate_proposal(proposal, cfg, it, counts, classes, reverted_changes(past))
     epoch = rd.rows[-1].epoch
+    why = Msg("reason.manual", {"at": epoch})
     record = {"adj_id": new_adj_id(), "session_id": rd.id, "created_at": datetime.now().isoformat(),
               "epoch": epoch, "advisor": proposal.advisor or it.advisor, "advisor_detail": proposal.detail,
               "mode": "analyze", "trigger": "manual",
-              "reason": Msg("reason.manual", {"at": epoch}).render("en"),
-              "reason_msg": Msg("reason.manual", {"at": epoch}).to_dict(),
+              "reason": why.render("en"), "reason_msg": why.to_dict(),
               "diagnosis": diagnosis.to_dict(), "analysis_text": proposal.analysis,
               "raw_output": proposal.raw_output or proposal.analysis, "changes": validated.changes,
               "rejected": validated.rejected, "notes": validated.notes, "status": str(AdjustmentStatus.RECORDED),
