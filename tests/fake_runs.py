@@ -37,6 +37,7 @@ def epoch_records(epoch: int, classes: list[str], rng: random.Random, t0: float)
 def adjustment(epoch: int, status: str, adj_id: str | None = None, key: str = "learning_rate", old=1e-3, new=5e-4,
                mode: str = "auto") -> dict:
     why = Msg("reason.scheduled", {"at": epoch, "every": 2, "first": 2})
+    too_big = Msg("reject.range", {"v": "4096", "range": "[1, 1024]", "src": ""})
     flat = Msg("ev.plateau", {"metric": "val_accuracy", "pct": 0.4, "w": 3, "recent": 0.8, "before": 0.797})
     rec = {"adj_id": adj_id or f"adj_{epoch:04d}_{status}", "session_id": "x", "epoch": epoch,
            "created_at": f"2026-01-01T00:{epoch // 60 % 60:02d}:{epoch % 60:02d}", "advisor": "rules", "mode": mode,
@@ -46,7 +47,8 @@ def adjustment(epoch: int, status: str, adj_id: str | None = None, key: str = "l
            "analysis_text": "The run is on a plateau: halve the lr.", "raw_output": "The run is on a plateau: halve the lr.",
            "changes": [] if status == "no_change" else [{"key": key, "old": old, "new": new, "reason": "plateau",
                                                          "apply": "live", "source": "advisor"}],
-           "rejected": [{"key": "batch_size", "value": 4096, "reason": "outside the trust region"}] if status != "no_change" else [],
+           "rejected": [{"key": "batch_size", "value": 4096, "reason": too_big.render("en"), "reason_msg": too_big.to_dict()}]
+           if status != "no_change" else [],
            "notes": [], "status": status, "outcome": None, "evaluate_after_epochs": 2}
     if status in ("kept", "reverted"):
         rec["outcome"] = {"decision": status, "metric": "val_accuracy", "before": 0.8, "after": 0.82 if status == "kept" else 0.7,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from trainpilot.tuning.actions import (MAX_CHANGES, PROPOSAL_JSON_SCHEMA, TUNABL
                                        parse_llm_reply, validate_proposal)
 from trainpilot.tuning.advisors import AdvisorContext, build_messages
 from trainpilot.tuning.diagnosis import diagnose
+from trainpilot.tuning.messages import render_stored
 
 SEED_CLASSES = ["划痕", "污点", "缺失", "变形", "异物"]
 SEED_COUNTS = [120, 80, 40, 30, 10]
@@ -84,6 +86,11 @@ def test_tunable_keys_come_from_the_schema():
 def test_hostile_values_are_rejected_with_the_reason(key, value, expect):
     reason = only_rejection(run((key, value)))
     assert expect in reason, reason
+    # the record keeps the reason's message key too: a zh report or dashboard shows it in Chinese
+    (rec,) = run((key, value)).rejected
+    assert render_stored(rec["reason_msg"], "en", "?") == reason
+    zh = render_stored(rec["reason_msg"], "zh", "?")
+    assert zh != "?" and re.search(r"[\u4e00-\u9fff]", zh) and zh != reason, zh
 
 
 def test_learning_rate_trust_region_states_the_allowed_range():

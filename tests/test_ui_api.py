@@ -62,6 +62,8 @@ def test_runs_list_and_run_detail(client):
     assert card_en["reason"].startswith("Scheduled analysis") and card_zh["reason"].startswith("第 3 轮的定期分析")
     assert "has not improved by 1%" in card_en["states"][0]["evidence"][0]
     assert card_zh["states"][0]["evidence"][0].startswith("最近 3 轮 val_accuracy 提升不足 1%")
+    assert card_en["rejected"][0]["reason"] == "4096 is outside the allowed range [1, 1024]"
+    assert card_zh["rejected"][0]["reason"] == "4096 超出允许范围 [1, 1024]"
     assert zh["scoring"] == "4 个视图（测试时翻转） · 类别先验校正 tau 0.75"
 
 

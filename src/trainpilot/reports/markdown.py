@@ -150,7 +150,7 @@ def _rejected(r: dict, L: str) -> str:
     out = [tr(L, "h_rejected"), ""]
     rejected = [x for x in r.get("rejected") or [] if isinstance(x, dict)]
     out += [f"- **{x.get('key', '?')}** = {_code(x.get('value'))} — {tr(L, 'rejected_reason')}: "
-            f"{x.get('reason') or '-'}" for x in rejected] or [tr(L, "no_rejected")]
+            f"{render_stored(x.get('reason_msg'), L, x.get('reason') or '-')}" for x in rejected] or [tr(L, "no_rejected")]
     fixes = [c for c in r.get("changes") or [] if isinstance(c, dict) and c.get("source") == "auto_fix"]
     out += ["", f"### {tr(L, 'auto_fixes')}", ""]
     out += [f"- **{c.get('key', '?')}**: {_code(c.get('old'))} → {_code(c.get('new'))} — "

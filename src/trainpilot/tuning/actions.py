@@ -20,6 +20,7 @@ from typing import Any
 
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
+from trainpilot.tuning.messages import Msg
 from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schema's public names)
     MAX_REPLY_BYTES, PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, parse_llm_reply)
@@ -132,7 +133,19 @@ def change_direction(old: Any, new: Any) -> str:
 # validation
 
 class _Reject(Exception):
-    pass
+    """A rejected change: its reason as a message (``reject.<key>``), recorded in English and shown in either
+    language."""
+
+    def __init__(self, message: str, /, **args: Any) -> None:
+        self.msg = Msg(f"reject.{message}", args)
+        super().__init__(self.msg.render("en"))
+
+
+def _rejection(key: str, value: Any, why: Msg | str) -> dict:
+    """One entry of ``Validated.rejected``: the reason in English, and its message key where it has one."""
+    if isinstance(why, str):
+        return {"key": key, "value": value, "reason": why}
+    return {"key": key, "value": value, "reason": why.render("en"), "reason_msg": why.to_dict()}
 
 
 def _fmt(v: Any) -> str:
@@ -143,22 +156,22 @@ def _fmt(v: Any) -> str:
 
 def _number(spec: Tunable, value: Any) -> float:
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
-        raise _Reject(f"expected a number, got {_fmt(value) if value is not None else 'nothing'}")
+        raise _Reject("number", got=_fmt(value)) if value is not None else _Reject("number_none")
     try:
         v = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise _Reject(f"expected a number, got the text {value!r}") from None
+        raise _Reject("text", got=repr(value)) from None
     except OverflowError:
         v = math.inf
     if not math.isfinite(v):
-        raise _Reject(f"{v} is not a finite number")
+        raise _Reject("nonfinite", v=str(v))
     if spec.kind == "int":
         if v != int(v):
-            raise _Reject(f"expected a whole number, got {v:g}")
+            raise _Reject("whole", v=f"{v:g}")
         v = int(v)
     if not spec.within(v):
         src = " (intelligent_training.bounds)" if spec.overridden else ""
-        raise _Reject(f"{v:g} is outside the allowed range {spec.range_text()}{src}")
+        raise _Reject("range", v=f"{v:g}", range=spec.range_text(), src=src)
     return v
 
 
@@ -174,26 +187,25 @@ def coerce_value(spec: Tunable, value: Any, class_names: list[str]) -> Any:
             return True
         if word in ("false", "no", "off", "0", "disabled"):
             return False
-        raise _Reject(f"expected true or false, got {_fmt(value)}")
+        raise _Reject("bool", got=_fmt(value))
     if spec.kind == "choice":
         if isinstance(value, str):
             hit = [c for c in spec.choices if c.lower() == value.strip().lower()]
             if hit:
                 return hit[0]
-        raise _Reject(f"{_fmt(value)} is not {spec.range_text()}")
+        raise _Reject("choice", got=_fmt(value), range=spec.range_text())
     if not isinstance(value, dict):
-        raise _Reject(f"class weights are computed from the data: set use_class_weights=true (got {_fmt(value)})")
+        raise _Reject("weights_dict", got=_fmt(value))
     missing = [c for c in class_names if c not in value]
     extra = [str(c) for c in value if c not in class_names]
     if missing or extra or not class_names:
-        raise _Reject(f"class_weights must name exactly the classes {_fmt(class_names)}"
-                      + (f"; missing {_fmt(missing)}" if missing else "") + (f"; unknown {_fmt(extra)}" if extra else ""))
+        raise _Reject("weights_names", names=_fmt(class_names), missing=_fmt(missing), unknown=_fmt(extra))
     out = {}
     for name in class_names:
         try:
             out[name] = _number(Tunable("class_weights", "float", "live", 0.0, None, True), value[name])
         except _Reject:
-            raise _Reject(f"class weight for {name!r} must be a positive finite number, got {_fmt(value[name])}") from None
+            raise _Reject("weight_value", name=repr(name), got=_fmt(value[name])) from None
     return out
 
 
@@ -203,10 +215,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _suggest(key: str) -> str:
+def _suggest(key: str) -> str | None:
+    """The config key a mistyped or aliased ``key`` most likely means."""
     names = list(TUNABLE) + [k for k in TrainConfig.model_fields if k not in TUNABLE]
-    hit = _ALIASES.get(key.lower()) or next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.6)), None)
-    return f"; did you mean '{hit}'?" if hit else ""
+    return _ALIASES.get(key.lower()) or next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.6)), None)
 
 
 @dataclass
@@ -254,35 +266,34 @@ def _check_one(ch: ProposedChange, cfg: TrainConfig, it_cfg: IntelligentTraining
     """The coerced new value, or ``_Reject``."""
     key = ch.key
     if key not in TrainConfig.model_fields:
-        raise _Reject(f"unknown key '{key}'{_suggest(key)}")
+        hint = _suggest(key)
+        raise _Reject("unknown_hint", key=key, hint=hint) if hint else _Reject("unknown", key=key)
     if key not in TUNABLE:
-        raise _Reject(f"not tunable: '{key}' is fixed for the run (paths, model, task, device, seed and "
-                      "other identity settings are never changed by the controller)")
+        raise _Reject("fixed", key=key)
     spec, old = tunable_spec(key, it_cfg), getattr(cfg, key)
     new = coerce_value(spec, ch.value, class_names)
     if key == "learning_rate" and not _same(new, old):
         f = it_cfg.lr_max_factor
         lo, hi = old / f, old * f
         if not lo * (1 - 1e-9) <= new <= hi * (1 + 1e-9):
-            raise _Reject(f"{old:g} -> {new:g} is a x{max(new / old, old / new):.3g} change; one intervention may "
-                          f"change learning_rate by at most x{f:g} (allowed range [{lo:g}, {hi:g}])")
+            raise _Reject("lr_factor", old=f"{old:g}", new=f"{new:g}", ratio=f"{max(new / old, old / new):.3g}",
+                          f=f"{f:g}", lo=f"{lo:g}", hi=f"{hi:g}")
     if key == "num_epochs" and not _same(new, old):
         if new < old:
-            raise _Reject(f"num_epochs can only be extended (now {old}, got {new}); early stopping ends a run sooner")
+            raise _Reject("epochs_down", old=old, new=new)
         if new > old * MAX_EPOCH_FACTOR:
-            raise _Reject(f"num_epochs {old} -> {new} is more than x{MAX_EPOCH_FACTOR:g} per intervention "
-                          f"(at most {int(old * MAX_EPOCH_FACTOR)})")
+            raise _Reject("epochs_factor", old=old, new=new, f=f"{MAX_EPOCH_FACTOR:g}", most=int(old * MAX_EPOCH_FACTOR))
     if key == "use_pretrained" and new != old:
         from trainpilot.models import offline_weights
 
         if not new:
-            raise _Reject("use_pretrained can only be switched on: ImageNet features, once trained on, cannot be unlearned")
+            raise _Reject("pretrained_off")
         if cfg.pretrained_path:
-            raise _Reject(f"the run already starts from pretrained_path {cfg.pretrained_path}")
+            raise _Reject("pretrained_path", path=cfg.pretrained_path)
         if offline_weights(cfg.model_name) is None:
-            raise _Reject(f"no ImageNet weights for {cfg.model_name} are available offline")
+            raise _Reject("no_weights", model=cfg.model_name)
     if not _same(new, old) and ({key, (key, change_direction(old, new))} & set(reverted)):
-        raise _Reject(f"{key} {change_direction(old, new)} was reverted earlier in this run")
+        raise _Reject("reverted", key=key, dir=change_direction(old, new))
     return new
 
 
@@ -290,11 +301,11 @@ _ENABLE_INTENT = re.compile(r"enabl|turn on|switch on|启用|开启|打开", re.
 
 
 def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int],
-                 class_names: list[str]) -> tuple[list[dict], dict[str, str], list[str]]:
+                 class_names: list[str]) -> tuple[list[dict], dict[str, Msg], list[str]]:
     """Auto-fixes, rejections (key -> reason) and notes implied by the accepted changes ``acc``."""
     cur = cfg.to_dict()
     fixes: list[dict] = []
-    rejects: dict[str, str] = {}
+    rejects: dict[str, Msg | str] = {}
     notes: list[str] = []
     fixes_map: dict[str, Any] = {}
 
@@ -317,7 +328,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
         strategy, given = val("weight_strategy"), val("class_weights") or {}
         if strategy == "custom" and any(c not in given for c in class_names):
             for k in weights_touched:
-                rejects[k] = "weight_strategy=custom needs class_weights for every class; use 'balanced' to compute them"
+                rejects[k] = Msg("reject.custom_weights")
         elif "class_weights" not in acc and class_names and len(train_counts) == len(class_names):
             sampler = val("sampler")
             weights = compute_class_weights(sampled_counts(list(train_counts), sampler), list(class_names), strategy, given)
@@ -330,7 +341,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
     if acc_keys:
         steps, enabled = val("gradient_accumulation_steps"), val("gradient_accumulation_enabled")
         if enabled and steps == 1 and "gradient_accumulation_enabled" in acc and "gradient_accumulation_steps" not in acc:
-            rejects["gradient_accumulation_enabled"] = "gradient_accumulation_steps is 1; propose steps > 1 as well"
+            rejects["gradient_accumulation_enabled"] = Msg("reject.accumulation")
         elif enabled and steps == 1:
             fix("gradient_accumulation_enabled", False, "gradient_accumulation_steps=1 accumulates nothing: accumulation disabled")
         elif steps > 1 and not enabled and "gradient_accumulation_steps" in acc:
@@ -347,7 +358,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
                 notes.append(f"{k} changed while advanced_augmentation_enabled is false: no effect until it is enabled")
     if val("advanced_augmentation_enabled") and val("batch_size") % 2 and (
             {"advanced_augmentation_enabled", "batch_size"} & (set(acc) | set(fixes_map))):
-        reason = f"mixup/cutmix needs an even batch_size (batch_size is {val('batch_size')})"
+        reason = Msg("reject.odd_batch", {"bs": val("batch_size")})
         for k in ({"advanced_augmentation_enabled", "batch_size", "mixup_alpha", "cutmix_prob"} & set(acc)):
             rejects[k] = reason
     if acc.get("lr_scheduler", {}).get("new") == "OneCycleLR" and cfg.warmup_enabled:
@@ -378,15 +389,15 @@ def validate_proposal(proposal: Proposal | dict, cfg: TrainConfig, it_cfg: Intel
         key = ch.key.strip()
         ch = ProposedChange(key=key, value=ch.value, reason=ch.reason)
         if i >= MAX_CHANGES:
-            out.rejected.append({"key": key, "value": ch.value, "reason": f"at most {MAX_CHANGES} changes per proposal"})
+            out.rejected.append(_rejection(key, ch.value, Msg("reject.too_many", {"n": MAX_CHANGES})))
             continue
         if key in acc or any(u["key"] == key for u in out.unchanged):
-            out.rejected.append({"key": key, "value": ch.value, "reason": f"duplicate: {key} was already proposed"})
+            out.rejected.append(_rejection(key, ch.value, Msg("reject.duplicate", {"key": key})))
             continue
         try:
             new = _check_one(ch, cfg, it_cfg, class_names, reverted)
         except _Reject as why:
-            out.rejected.append({"key": key, "value": ch.value, "reason": str(why)})
+            out.rejected.append(_rejection(key, ch.value, why.msg))
             continue
         if _same(new, getattr(cfg, key)):
             out.unchanged.append({"key": key, "value": new, "reason": "already the current value"})
@@ -403,7 +414,7 @@ def validate_proposal(proposal: Proposal | dict, cfg: TrainConfig, it_cfg: Intel
                 bad = m.group(1) if m and m.group(1) in acc else None
                 rejects = {bad: str(err)} if bad else {k: str(err) for k in acc}
         for k, reason in rejects.items():
-            out.rejected.append({"key": k, "value": acc.pop(k)["new"], "reason": reason})
+            out.rejected.append(_rejection(k, acc.pop(k)["new"], reason))
         if out.new_config is not None:
             out.changes, out.notes = [*acc.values(), *fixes], notes
             return out

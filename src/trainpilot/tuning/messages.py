@@ -33,6 +33,46 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reason.collapse": ("Early analysis at epoch {at}: the model answers (almost) only the majority class, and nothing "
                         "balances the class counts yet.", "第 {at} 轮的提前分析：模型（几乎）只回答多数类，且尚无任何类别"
                         "平衡措施。"),
+    # -- why the action schema rejected a proposed change (the English text is what the run records) ----------
+    "reject.number": ("expected a number, got {got}", "应为数字，实际为 {got}"),
+    "reject.number_none": ("expected a number, got nothing", "应为数字，但没有给出值"),
+    "reject.text": ("expected a number, got the text {got}", "应为数字，实际为文本 {got}"),
+    "reject.nonfinite": ("{v} is not a finite number", "{v} 不是有限数值"),
+    "reject.whole": ("expected a whole number, got {v}", "应为整数，实际为 {v}"),
+    "reject.range": ("{v} is outside the allowed range {range}{src}", "{v} 超出允许范围 {range}{src}"),
+    "reject.bool": ("expected true or false, got {got}", "应为 true 或 false，实际为 {got}"),
+    "reject.choice": ("{got} is not {range}", "{got} 不在允许的取值中（{range}）"),
+    "reject.weights_dict": ("class weights are computed from the data: set use_class_weights=true (got {got})",
+                            "类别权重由数据计算：请设置 use_class_weights=true（实际为 {got}）"),
+    "reject.weights_names": ("class_weights must name exactly the classes {names} (missing: {missing}; unknown: "
+                             "{unknown})", "class_weights 必须恰好列出这些类别：{names}（缺少：{missing}；未知：{unknown}）"),
+    "reject.weight_value": ("class weight for {name} must be a positive finite number, got {got}",
+                            "类别 {name} 的权重必须是正的有限数值，实际为 {got}"),
+    "reject.unknown": ("unknown key '{key}'", "未知参数 '{key}'"),
+    "reject.unknown_hint": ("unknown key '{key}'; did you mean '{hint}'?", "未知参数 '{key}'；是否想用 '{hint}'？"),
+    "reject.fixed": ("not tunable: '{key}' is fixed for the run (paths, model, task, device, seed and other identity "
+                     "settings are never changed by the controller)", "不可调整：'{key}' 在本次训练中固定（路径、模型、任务、"
+                     "设备、随机种子等身份设置从不由控制器修改）"),
+    "reject.lr_factor": ("{old} -> {new} is a x{ratio} change; one intervention may change learning_rate by at most x{f} "
+                         "(allowed range [{lo}, {hi}])", "{old} -> {new} 是 {ratio} 倍的变化；单次干预最多将 learning_rate "
+                         "改变 {f} 倍（允许范围 [{lo}, {hi}]）"),
+    "reject.epochs_down": ("num_epochs can only be extended (now {old}, got {new}); early stopping ends a run sooner",
+                           "num_epochs 只能增加（当前 {old}，建议 {new}）；提前结束训练由早停负责"),
+    "reject.epochs_factor": ("num_epochs {old} -> {new} is more than x{f} per intervention (at most {most})",
+                             "num_epochs {old} -> {new} 超过单次干预 {f} 倍的上限（最多 {most}）"),
+    "reject.pretrained_off": ("use_pretrained can only be switched on: ImageNet features, once trained on, cannot be "
+                              "unlearned", "use_pretrained 只能开启：已在 ImageNet 特征上训练过的模型无法撤销"),
+    "reject.pretrained_path": ("the run already starts from pretrained_path {path}", "本次训练已从 pretrained_path {path} 开始"),
+    "reject.no_weights": ("no ImageNet weights for {model} are available offline", "离线状态下没有 {model} 的 ImageNet 权重"),
+    "reject.reverted": ("{key} {dir} was reverted earlier in this run", "本次训练中 {key} 的同向调整（{dir}）此前已被回滚"),
+    "reject.too_many": ("at most {n} changes per proposal", "每个建议最多 {n} 项变更"),
+    "reject.duplicate": ("duplicate: {key} was already proposed", "重复：{key} 已在本建议中出现"),
+    "reject.custom_weights": ("weight_strategy=custom needs class_weights for every class; use 'balanced' to compute "
+                              "them", "weight_strategy=custom 需要为每个类别给出 class_weights；可用 'balanced' 自动计算"),
+    "reject.accumulation": ("gradient_accumulation_steps is 1; propose steps > 1 as well",
+                            "gradient_accumulation_steps 为 1；需同时建议大于 1 的步数"),
+    "reject.odd_batch": ("mixup/cutmix needs an even batch_size (batch_size is {bs})",
+                         "mixup/cutmix 需要偶数的 batch_size（当前为 {bs}）"),
     # -- evidence -------------------------------------------------------------------------------------
     "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
     "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",
@@ -193,7 +233,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def say(key: str, lang: str = "en", **args: Any) -> str:
+def say(key: str, lang: str = "en", /, **args: Any) -> str:
     """The message ``key`` in ``lang`` (``zh`` or anything else for English), formatted with ``args``."""
     en, zh = MESSAGES[key]
     return (zh if lang == "zh" else en).format(**args)

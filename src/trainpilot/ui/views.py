@@ -81,7 +81,8 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
             "states": [{"state": state_label(s.get("state", ""), lang), "severity": s.get("severity"),
                         "evidence": render_findings(s, lang)} for s in diagnosis.get("states") or []],
             "changes": [{**c, "words": change_words(c)} for c in adj.get("changes") or []],
-            "rejected": adj.get("rejected") or [], "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
+            "rejected": [{**x, "reason": render_stored(x.get("reason_msg"), lang, str(x.get("reason") or ""))}
+                         for x in adj.get("rejected") or [] if isinstance(x, dict)], "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
             "outcome": outcome, "decision": decision, "report": reports.get(str(adj.get("adj_id")))}
 
