@@ -151,6 +151,8 @@ def test_seed_scenario():
     acc = by_key["gradient_accumulation_enabled"]
     assert (acc["old"], acc["new"], acc["source"]) == (True, False, "auto_fix")
     assert "accumulates nothing" in acc["reason"]
+    assert render_stored(acc["reason_msg"], "zh", "?").startswith("gradient_accumulation_steps=1 不累积任何梯度")
+    assert render_stored(weights["reason_msg"], "zh", "?").startswith("按训练样本数（划痕=")
     cfg = v.new_config
     assert cfg.accumulation_steps == 1 and cfg.use_class_weights and cfg.label_smoothing_enabled
     assert cfg.class_weights == weights["new"] and v.updates["learning_rate"] == pytest.approx(2e-5)

@@ -135,7 +135,7 @@ def _changes(r: dict, history: list[dict], L: str) -> str:
                 f"- **{tr(L, 'new')}**: {_code(new)}",
                 f"- **{tr(L, 'kind')}**: {change_type(old, new, L)}"]
         if c.get("source") == "auto_fix":
-            out.append(f"- **{tr(L, 'auto_fixes')}**: {c.get('reason') or '-'}")
+            out.append(f"- **{tr(L, 'auto_fixes')}**: {render_stored(c.get('reason_msg'), L, c.get('reason') or '-')}")
         elif c.get("reason"):
             out.append(f"- **{tr(L, 'change_reason')}**: {c['reason']}")
         if c.get("apply") in ("live", "restart"):
@@ -154,7 +154,7 @@ def _rejected(r: dict, L: str) -> str:
     fixes = [c for c in r.get("changes") or [] if isinstance(c, dict) and c.get("source") == "auto_fix"]
     out += ["", f"### {tr(L, 'auto_fixes')}", ""]
     out += [f"- **{c.get('key', '?')}**: {_code(c.get('old'))} → {_code(c.get('new'))} — "
-            f"{c.get('reason') or '-'}" for c in fixes] or [tr(L, "no_auto_fixes")]
+            f"{render_stored(c.get('reason_msg'), L, c.get('reason') or '-')}" for c in fixes] or [tr(L, "no_auto_fixes")]
     return "\n".join(out)
 
 

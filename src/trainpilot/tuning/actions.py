@@ -256,9 +256,11 @@ class Validated:
         return out
 
 
-def _record(key: str, old: Any, new: Any, reason: str, source: str) -> dict:
+def _record(key: str, old: Any, new: Any, reason: str | Msg, source: str) -> dict:
+    """One accepted change; an auto-fix's reason is a message (recorded in English, with its key)."""
     apply = "restart" if TUNABLE[key].apply == "restart" else "live"
-    return {"key": key, "old": old, "new": new, "reason": reason, "apply": apply, "source": source}
+    why = {"reason": reason.render("en"), "reason_msg": reason.to_dict()} if isinstance(reason, Msg) else {"reason": reason}
+    return {"key": key, "old": old, "new": new, **why, "apply": apply, "source": source}
 
 
 def _check_one(ch: ProposedChange, cfg: TrainConfig, it_cfg: IntelligentTrainingConfig,
@@ -312,16 +314,16 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
     def val(key: str) -> Any:
         return fixes_map[key] if key in fixes_map else acc[key]["new"] if key in acc else cur[key]
 
-    def fix(key: str, new: Any, reason: str) -> None:
+    def fix(key: str, new: Any, reason: Msg) -> None:
         if not _same(new, cur[key]) and key not in acc:
             fixes_map[key] = new
             fixes.append(_record(key, cur[key], new, reason, "auto_fix"))
 
     if "class_weights" in acc:
         if val("weight_strategy") != "custom":
-            fix("weight_strategy", "custom", "explicit class_weights are only used with weight_strategy=custom")
+            fix("weight_strategy", "custom", Msg("fix.custom_strategy"))
         if not val("use_class_weights"):
-            fix("use_class_weights", True, "explicit class_weights were given, so class weighting is switched on")
+            fix("use_class_weights", True, Msg("fix.weights_on"))
     weights_touched = {"use_class_weights", "weight_strategy"} & set(acc)
     resampled = "sampler" in acc and val("weight_strategy") not in ("custom", "none")  # the same weights, redrawn
     if (weights_touched or resampled) and val("use_class_weights"):
@@ -333,8 +335,8 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
             sampler = val("sampler")
             weights = compute_class_weights(sampled_counts(list(train_counts), sampler), list(class_names), strategy, given)
             counts = ", ".join(f"{c}={n}" for c, n in zip(class_names, train_counts))
-            drawn = "" if sampler == "shuffle" else f", as the {sampler} sampler draws them"
-            fix("class_weights", weights, f"computed from the training counts ({counts}){drawn} with weight_strategy={strategy}")
+            fix("class_weights", weights, Msg("fix.weights" if sampler == "shuffle" else "fix.weights_drawn",
+                                              {"counts": counts, "sampler": sampler, "strategy": strategy}))
         elif "class_weights" not in acc:
             notes.append("class weights will be computed by the trainer from the training counts")
     acc_keys = {"gradient_accumulation_steps", "gradient_accumulation_enabled"} & set(acc)
@@ -343,17 +345,17 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
         if enabled and steps == 1 and "gradient_accumulation_enabled" in acc and "gradient_accumulation_steps" not in acc:
             rejects["gradient_accumulation_enabled"] = Msg("reject.accumulation")
         elif enabled and steps == 1:
-            fix("gradient_accumulation_enabled", False, "gradient_accumulation_steps=1 accumulates nothing: accumulation disabled")
+            fix("gradient_accumulation_enabled", False, Msg("fix.accumulation_off"))
         elif steps > 1 and not enabled and "gradient_accumulation_steps" in acc:
-            fix("gradient_accumulation_enabled", True, f"gradient_accumulation_steps={steps} only takes effect with accumulation enabled")
+            fix("gradient_accumulation_enabled", True, Msg("fix.accumulation_on", {"steps": steps}))
     if "label_smoothing" in acc and val("label_smoothing") > 0 and not val("label_smoothing_enabled"):
-        fix("label_smoothing_enabled", True, f"label_smoothing={val('label_smoothing'):g} only takes effect when enabled")
+        fix("label_smoothing_enabled", True, Msg("fix.smoothing_on", {"v": f"{val('label_smoothing'):g}"}))
     if acc.get("label_smoothing_enabled", {}).get("new") and val("label_smoothing") == 0:
-        fix("label_smoothing", 0.1, "label smoothing was enabled with an amount of 0; set to 0.1")
+        fix("label_smoothing", 0.1, Msg("fix.smoothing_amount"))
     for k in ("mixup_alpha", "cutmix_prob"):
         if k in acc and not val("advanced_augmentation_enabled"):
             if _ENABLE_INTENT.search(acc[k]["reason"] or ""):
-                fix("advanced_augmentation_enabled", True, f"{k} was changed to enable mixup/cutmix")
+                fix("advanced_augmentation_enabled", True, Msg("fix.mixup_on", {"key": k}))
             else:
                 notes.append(f"{k} changed while advanced_augmentation_enabled is false: no effect until it is enabled")
     if val("advanced_augmentation_enabled") and val("batch_size") % 2 and (
@@ -364,7 +366,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
     if acc.get("lr_scheduler", {}).get("new") == "OneCycleLR" and cfg.warmup_enabled:
         notes.append("OneCycleLR has its own warm-up phase; the separate warmup is not used with it")
     if "gradient_clipping_value" in acc and not val("gradient_clipping"):
-        fix("gradient_clipping", True, "gradient_clipping_value only takes effect with clipping on: clipping enabled")
+        fix("gradient_clipping", True, Msg("fix.clipping_on"))
     return fixes, rejects, notes
 
 

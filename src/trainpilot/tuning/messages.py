@@ -73,6 +73,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
                             "gradient_accumulation_steps 为 1；需同时建议大于 1 的步数"),
     "reject.odd_batch": ("mixup/cutmix needs an even batch_size (batch_size is {bs})",
                          "mixup/cutmix 需要偶数的 batch_size（当前为 {bs}）"),
+    # -- what the action schema set to keep the accepted changes consistent ----------------------------
+    "fix.custom_strategy": ("explicit class_weights are only used with weight_strategy=custom",
+                            "显式给出的 class_weights 仅在 weight_strategy=custom 时生效"),
+    "fix.weights_on": ("explicit class_weights were given, so class weighting is switched on",
+                       "给出了显式的 class_weights，因此开启类别加权"),
+    "fix.weights": ("computed from the training counts ({counts}) with weight_strategy={strategy}",
+                    "按训练样本数（{counts}）以 weight_strategy={strategy} 计算"),
+    "fix.weights_drawn": ("computed from the training counts ({counts}), as the {sampler} sampler draws them, with "
+                          "weight_strategy={strategy}", "按训练样本数（{counts}）在 {sampler} 采样下的抽取比例，以 "
+                          "weight_strategy={strategy} 计算"),
+    "fix.accumulation_off": ("gradient_accumulation_steps=1 accumulates nothing: accumulation disabled",
+                             "gradient_accumulation_steps=1 不累积任何梯度：关闭梯度累积"),
+    "fix.accumulation_on": ("gradient_accumulation_steps={steps} only takes effect with accumulation enabled",
+                            "gradient_accumulation_steps={steps} 仅在开启梯度累积时生效：已开启"),
+    "fix.smoothing_on": ("label_smoothing={v} only takes effect when enabled", "label_smoothing={v} 仅在开启时生效：已开启"),
+    "fix.smoothing_amount": ("label smoothing was enabled with an amount of 0; set to 0.1",
+                             "开启了标签平滑但数值为 0：设为 0.1"),
+    "fix.mixup_on": ("{key} was changed to enable mixup/cutmix", "修改 {key} 意在启用 mixup/cutmix：已开启"),
+    "fix.clipping_on": ("gradient_clipping_value only takes effect with clipping on: clipping enabled",
+                        "gradient_clipping_value 仅在开启梯度裁剪时生效：已开启"),
     # -- evidence -------------------------------------------------------------------------------------
     "ev.nonfinite_loss": ("{name} is {value} at epoch {epoch} (non-finite)", "第 {epoch} 轮 {name} 为 {value}（非有限值）"),
     "ev.nonfinite_steps": ("{n} of {steps} training steps had a non-finite loss in epoch {epoch}",

@@ -80,7 +80,9 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
             "reason": render_stored(adj.get("reason_msg"), lang, str(adj.get("reason") or "")),
             "states": [{"state": state_label(s.get("state", ""), lang), "severity": s.get("severity"),
                         "evidence": render_findings(s, lang)} for s in diagnosis.get("states") or []],
-            "changes": [{**c, "words": change_words(c)} for c in adj.get("changes") or []],
+            "changes": [{**c, "words": change_words(c),
+                         "reason": render_stored(c.get("reason_msg"), lang, str(c.get("reason") or ""))}
+                        for c in adj.get("changes") or [] if isinstance(c, dict)],
             "rejected": [{**x, "reason": render_stored(x.get("reason_msg"), lang, str(x.get("reason") or ""))}
                          for x in adj.get("rejected") or [] if isinstance(x, dict)], "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
