@@ -20,8 +20,8 @@ from typing import Any
 
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
-from trainpilot.tuning.messages import Msg
 from trainpilot.engine.events import AdjustmentStatus as S
+from trainpilot.tuning.messages import Msg
 from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schema's public names)
     MAX_REPLY_BYTES, PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, parse_llm_reply)
 
@@ -193,7 +193,7 @@ def coerce_value(spec: Tunable, value: Any, class_names: list[str]) -> Any:
             hit = [c for c in spec.choices if c.lower() == value.strip().lower()]
             if hit:
                 return hit[0]
-        raise _Reject("choice", got=_fmt(value), range=spec.range_text())
+        raise _Reject("choice", got=_fmt(value), choices=", ".join(spec.choices))
     if not isinstance(value, dict):
         raise _Reject("weights_dict", got=_fmt(value))
     missing = [c for c in class_names if c not in value]

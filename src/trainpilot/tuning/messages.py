@@ -41,7 +41,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reject.whole": ("expected a whole number, got {v}", "应为整数，实际为 {v}"),
     "reject.range": ("{v} is outside the allowed range {range}{src}", "{v} 超出允许范围 {range}{src}"),
     "reject.bool": ("expected true or false, got {got}", "应为 true 或 false，实际为 {got}"),
-    "reject.choice": ("{got} is not {range}", "{got} 不在允许的取值中（{range}）"),
+    "reject.choice": ("{got} is not one of {choices}", "{got} 不在允许的取值中（{choices}）"),
     "reject.weights_dict": ("class weights are computed from the data: set use_class_weights=true (got {got})",
                             "类别权重由数据计算：请设置 use_class_weights=true（实际为 {got}）"),
     "reject.weights_names": ("class_weights must name exactly the classes {names} (missing: {missing}; unknown: "
