@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainpilot.tuning.messages import render_findings, render_stored, state_label
+from trainpilot.tuning.messages import reason_in, render_findings, state_label
 
 from .data import atomic_write_text, epoch_rows, last_val
 from .fmt import change_type, dumps_clean, fence, fmt_human, fmt_metric, fmt_value, md_cell
@@ -135,7 +135,7 @@ def _changes(r: dict, history: list[dict], L: str) -> str:
                 f"- **{tr(L, 'new')}**: {_code(new)}",
                 f"- **{tr(L, 'kind')}**: {change_type(old, new, L)}"]
         if c.get("source") == "auto_fix":
-            out.append(f"- **{tr(L, 'auto_fixes')}**: {render_stored(c.get('reason_msg'), L, c.get('reason') or '-')}")
+            out.append(f"- **{tr(L, 'auto_fixes')}**: {reason_in(c, L, '-')}")
         elif c.get("reason"):
             out.append(f"- **{tr(L, 'change_reason')}**: {c['reason']}")
         if c.get("apply") in ("live", "restart"):
@@ -150,11 +150,11 @@ def _rejected(r: dict, L: str) -> str:
     out = [tr(L, "h_rejected"), ""]
     rejected = [x for x in r.get("rejected") or [] if isinstance(x, dict)]
     out += [f"- **{x.get('key', '?')}** = {_code(x.get('value'))} — {tr(L, 'rejected_reason')}: "
-            f"{render_stored(x.get('reason_msg'), L, x.get('reason') or '-')}" for x in rejected] or [tr(L, "no_rejected")]
+            f"{reason_in(x, L, '-')}" for x in rejected] or [tr(L, "no_rejected")]
     fixes = [c for c in r.get("changes") or [] if isinstance(c, dict) and c.get("source") == "auto_fix"]
     out += ["", f"### {tr(L, 'auto_fixes')}", ""]
     out += [f"- **{c.get('key', '?')}**: {_code(c.get('old'))} → {_code(c.get('new'))} — "
-            f"{render_stored(c.get('reason_msg'), L, c.get('reason') or '-')}" for c in fixes] or [tr(L, "no_auto_fixes")]
+            f"{reason_in(c, L, '-')}" for c in fixes] or [tr(L, "no_auto_fixes")]
     return "\n".join(out)
 
 
@@ -172,8 +172,7 @@ def _analysis(r: dict, L: str) -> str:
     out = [analysis_heading(adv, L), "", f"**{tr(L, 'advisor_info')}**: {info}"]
     if det.get("fallback"):
         out += ["", f"> **{tr(L, 'fallback')}**: {det['fallback']}"]
-    out += ["", f"**{tr(L, 'analysis_reason')}**: {render_stored(r.get('reason_msg'), L, r.get('reason') or '-')}",
-            "",
+    out += ["", f"**{tr(L, 'analysis_reason')}**: {reason_in(r, L, '-')}", "",
             f"**{tr(L, 'analysis_detail')}**:", ""]
     text = str(r.get("analysis_text") or "").strip()
     out.append(demote_headings(text) if text else tr(L, "no_analysis"))
@@ -270,7 +269,7 @@ def _summary(r: dict, L: str) -> str:
 def render_adjustment(record: dict, history: list[dict], lang: str = "zh") -> str:
     """The full markdown report of one adjustment record."""
     L, r, h = norm_lang(lang), record or {}, history or []
-    why = render_stored(r.get("reason_msg"), L, r.get("reason") or "-")
+    why = reason_in(r, L, "-")
     parts = [_header(r, L), f"{tr(L, 'h_reason')}\n\n{why}", _diagnosis(r, L),
              _changes(r, h, L), _rejected(r, L), _analysis(r, L), _metrics(r, h, L), _config(r, L),
              tr(L, "h_outcome") + "\n\n" + "\n".join(x + _BR for x in outcome_lines(r, L)).rstrip(),

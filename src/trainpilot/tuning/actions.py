@@ -21,7 +21,7 @@ from typing import Any
 from trainpilot.config import ConfigError, IntelligentTrainingConfig, TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
 from trainpilot.engine.events import AdjustmentStatus as S
-from trainpilot.tuning.messages import Msg
+from trainpilot.tuning.messages import Msg, recorded
 from trainpilot.tuning.proposals import (  # noqa: F401  (re-exported: the schema's public names)
     MAX_REPLY_BYTES, PROPOSAL_JSON_SCHEMA, Proposal, ProposedChange, parse_llm_reply)
 
@@ -143,9 +143,7 @@ class _Reject(Exception):
 
 def _rejection(key: str, value: Any, why: Msg | str) -> dict:
     """One entry of ``Validated.rejected``: the reason in English, and its message key where it has one."""
-    if isinstance(why, str):
-        return {"key": key, "value": value, "reason": why}
-    return {"key": key, "value": value, "reason": why.render("en"), "reason_msg": why.to_dict()}
+    return {"key": key, "value": value, **recorded(why)}
 
 
 def _fmt(v: Any) -> str:
@@ -259,8 +257,7 @@ class Validated:
 def _record(key: str, old: Any, new: Any, reason: str | Msg, source: str) -> dict:
     """One accepted change; an auto-fix's reason is a message (recorded in English, with its key)."""
     apply = "restart" if TUNABLE[key].apply == "restart" else "live"
-    why = {"reason": reason.render("en"), "reason_msg": reason.to_dict()} if isinstance(reason, Msg) else {"reason": reason}
-    return {"key": key, "old": old, "new": new, **why, "apply": apply, "source": source}
+    return {"key": key, "old": old, "new": new, **recorded(reason), "apply": apply, "source": source}
 
 
 def _check_one(ch: ProposedChange, cfg: TrainConfig, it_cfg: IntelligentTrainingConfig,

@@ -14,7 +14,7 @@ from rich.console import Console
 from trainpilot.engine.events import AdjustmentStatus
 from trainpilot.jsonio import append_jsonl
 from trainpilot.runs import Run
-from trainpilot.tuning.messages import Msg
+from trainpilot.tuning.messages import Msg, recorded
 
 console = Console(stderr=True, soft_wrap=True)
 REPORTED = (AdjustmentStatus.RECORDED, AdjustmentStatus.STALE)
@@ -64,7 +64,7 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
     record = {"adj_id": new_adj_id(), "session_id": rd.id, "created_at": datetime.now().isoformat(),
               "epoch": epoch, "advisor": proposal.advisor or it.advisor, "advisor_detail": proposal.detail,
               "mode": "analyze", "trigger": "manual",
-              "reason": why.render("en"), "reason_msg": why.to_dict(),
+              **recorded(why),
               "diagnosis": diagnosis.to_dict(), "analysis_text": proposal.analysis,
               "raw_output": proposal.raw_output or proposal.analysis, "changes": validated.changes,
               "rejected": validated.rejected, "notes": validated.notes, "status": str(AdjustmentStatus.RECORDED),

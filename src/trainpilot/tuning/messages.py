@@ -287,6 +287,18 @@ def render_stored(stored: Any, lang: str, fallback: str) -> str:
         return fallback
 
 
+def recorded(why: "Msg | str") -> dict[str, Any]:
+    """How a record keeps a reason: ``reason`` in English and, for a message, ``reason_msg`` (key and arguments)."""
+    if isinstance(why, Msg):
+        return {"reason": why.render("en"), "reason_msg": why.to_dict()}
+    return {"reason": why}
+
+
+def reason_in(entry: dict, lang: str, default: str = "") -> str:
+    """A record entry's ``reason`` in ``lang`` (from its ``reason_msg`` where kept), else as written."""
+    return render_stored(entry.get("reason_msg"), lang, str(entry.get("reason") or default))
+
+
 def render_findings(state: dict, lang: str) -> list[str]:
     """A stored diagnosis state's findings in ``lang`` where the record keeps their message keys (``findings``);
     else its ``evidence`` as written."""

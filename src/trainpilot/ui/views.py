@@ -15,7 +15,7 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
-from trainpilot.tuning.messages import render_findings, render_stored, state_label
+from trainpilot.tuning.messages import reason_in, render_findings, state_label
 from trainpilot.ui.i18n import strings
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
@@ -77,14 +77,13 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
             "drawn": bool(adj.get("changes")) and status in DRAWN, "label": marker_label(adj, lang),
             "window": [epoch, int(window_end)],
             "trigger": label(lang, "trigger_", adj.get("trigger") or ""),
-            "reason": render_stored(adj.get("reason_msg"), lang, str(adj.get("reason") or "")),
+            "reason": reason_in(adj, lang),
             "states": [{"state": state_label(s.get("state", ""), lang), "severity": s.get("severity"),
                         "evidence": render_findings(s, lang)} for s in diagnosis.get("states") or []],
-            "changes": [{**c, "words": change_words(c),
-                         "reason": render_stored(c.get("reason_msg"), lang, str(c.get("reason") or ""))}
+            "changes": [{**c, "words": change_words(c), "reason": reason_in(c, lang)}
                         for c in adj.get("changes") or [] if isinstance(c, dict)],
-            "rejected": [{**x, "reason": render_stored(x.get("reason_msg"), lang, str(x.get("reason") or ""))}
-                         for x in adj.get("rejected") or [] if isinstance(x, dict)], "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
+            "rejected": [{**x, "reason": reason_in(x, lang)} for x in adj.get("rejected") or [] if isinstance(x, dict)],
+            "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
             "outcome": outcome, "decision": decision, "report": reports.get(str(adj.get("adj_id")))}
 
