@@ -390,6 +390,25 @@ def test_a_reverted_imbalance_remedy_comes_back_when_minority_recall_stays_at_ze
     assert blocked_changes(other, later.diagnosis.features, 4)  # other reverts stay final
 
 
+def test_a_reverted_lr_cut_comes_back_when_the_run_falls_back_to_chance_at_a_too_high_lr():
+    """An lr cut is judged on the next epoch; where the run then sinks back to chance at an lr read as too high,
+    the revert was wrong and the cut may come back (two epochs after the revert at the earliest)."""
+    from dataclasses import replace
+
+    from trainpilot.tuning.advisors.rules import blocked_changes
+
+    reverted = [{"status": "reverted", "epoch": 3, "outcome": {"evaluated_at_epoch": 4},
+                 "changes": [{"key": "learning_rate", "old": 0.02, "new": 0.002}]}]
+    cut = ("learning_rate", "down")
+    at_chance = replace(ctx("healthy").diagnosis.features, epoch=6, near_chance=True, lr_verdict="too_high")
+    assert blocked_changes(reverted, at_chance, 4) == {}
+    assert cut in blocked_changes(reverted, replace(at_chance, epoch=5), 4)  # one epoch after the revert: not yet
+    assert cut in blocked_changes(reverted, replace(at_chance, near_chance=False), 4)  # it learns: the revert stands
+    assert cut in blocked_changes(reverted, replace(at_chance, lr_verdict="ok"), 4)
+    raised = [{**reverted[0], "changes": [{"key": "learning_rate", "old": 0.002, "new": 0.02}]}]
+    assert blocked_changes(raised, at_chance, 4)  # a reverted raise stays final
+
+
 def test_no_lr_raise_right_after_a_cut_from_above_the_usual_range():
     """lr 0.02 -> 0.0025 (from far above Adam's range): a slowly falling loss afterwards does not undo the cut."""
     slow = SCENARIOS["healthy"]

@@ -68,14 +68,23 @@ def blocked_changes(past_interventions: list[dict], features: Features | None,
 
     A class-imbalance remedy is judged while minority recall has only begun to move, so its revert is
     weak evidence: it comes back once the minority class has had recall 0 for ``imbalance_window``
-    epochs, and for every epoch since that revert (the evidence grew). Any other revert is final.
+    epochs, and for every epoch since that revert (the evidence grew). An lr cut is judged on the epoch
+    after it, so its revert is weak evidence too when the run then falls back to chance: it comes back
+    once, two epochs or more after a revert at a known epoch, validation is near chance at an lr read as too high. Any
+    other revert is final.
     """
     out = reverted_changes(past_interventions)
     if features is None or features.epochs == 0:
         return out
-    zero, now = features.minority_zero_epochs, features.epoch
-    return {k: at for k, at in out.items()
-            if not (k[0] in IMBALANCE_KEYS and now - at >= imbalance_window and zero >= max(imbalance_window, now - at))}
+    f, zero, now = features, features.minority_zero_epochs, features.epoch
+
+    def due_again(key: tuple[str, str], at: int) -> bool:
+        if key[0] in IMBALANCE_KEYS:
+            return now - at >= imbalance_window and zero >= max(imbalance_window, now - at)
+        return (key == ("learning_rate", "down") and 0 < at <= now - 2  # a revert at a known epoch, 2+ epochs ago
+                and f.near_chance and f.lr_verdict == "too_high")
+
+    return {k: at for k, at in out.items() if not due_again(k, at)}
 
 
 @dataclass
