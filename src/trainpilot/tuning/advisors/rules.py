@@ -70,8 +70,8 @@ def blocked_changes(past_interventions: list[dict], features: Features | None,
     weak evidence: it comes back once the minority class has had recall 0 for ``imbalance_window``
     epochs, and for every epoch since that revert (the evidence grew). An lr cut is judged on the epoch
     after it, so its revert is weak evidence too when the run then falls back to chance: it comes back
-    once, two epochs or more after a revert at a known epoch, validation is near chance at an lr read as too high. Any
-    other revert is final.
+    once, two epochs or more after a revert at a known epoch, validation is near chance at an lr read
+    as too high. Any other revert is final.
     """
     out = reverted_changes(past_interventions)
     if features is None or features.epochs == 0:
