@@ -36,6 +36,8 @@ REVERTED_STATUSES = ("reverted", "rolled_back")
 # Above this count ratio, class weights use log_inverse: balanced weights (count ratio : 1) let a few
 # minority images dominate each batch's gradient and over-predict the minority class.
 GENTLE_WEIGHTS_ABOVE = 8.0
+# Epochs after a reverted lr cut before the run's fall back to chance may bring the cut back.
+LR_CUT_RETRY_AFTER = 2
 
 Remedy = tuple[list[tuple[str, Any]], str, dict]  # (changes, reason message key, its arguments)
 
@@ -70,8 +72,8 @@ def blocked_changes(past_interventions: list[dict], features: Features | None,
     weak evidence: it comes back once the minority class has had recall 0 for ``imbalance_window``
     epochs, and for every epoch since that revert (the evidence grew). An lr cut is judged on the epoch
     after it, so its revert is weak evidence too when the run then falls back to chance: it comes back
-    once, two epochs or more after a revert at a known epoch, validation is near chance at an lr read
-    as too high. Any other revert is final.
+    when, ``LR_CUT_RETRY_AFTER`` epochs or more after a revert at a known epoch, validation is near
+    chance at an lr read as too high. Any other revert is final.
     """
     out = reverted_changes(past_interventions)
     if features is None or features.epochs == 0:
@@ -81,7 +83,7 @@ def blocked_changes(past_interventions: list[dict], features: Features | None,
     def due_again(key: tuple[str, str], at: int) -> bool:
         if key[0] in IMBALANCE_KEYS:
             return now - at >= imbalance_window and zero >= max(imbalance_window, now - at)
-        return (key == ("learning_rate", "down") and 0 < at <= now - 2  # a revert at a known epoch, 2+ epochs ago
+        return (key == ("learning_rate", "down") and 0 < at <= now - LR_CUT_RETRY_AFTER
                 and f.near_chance and f.lr_verdict == "too_high")
 
     return {k: at for k, at in out.items() if not due_again(k, at)}
