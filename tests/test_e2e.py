@@ -135,6 +135,7 @@ def test_torchrun_two_processes_gloo(tiny_data, tmp_path):
                             capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "runs").iterdir()  # one run directory: only rank 0 writes
+    assert (result.stdout + result.stderr).count("run directory") == 1  # only rank 0 prints the summary
     val = _val(run)
     assert [r["epoch"] for r in val] == [1, 2]
     n_val = sum(1 for _ in (tiny_data / "val").rglob("*.png"))

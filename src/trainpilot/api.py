@@ -19,7 +19,7 @@ from trainpilot.config import TrainConfig, build_config, load_config, output_dir
 from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import prepare_data, scan
 from trainpilot.data.profile import describe_dict, profile_dataset
-from trainpilot.engine.dist import init_distributed, resolve_device
+from trainpilot.engine.dist import init_distributed, resolve_device, shutdown_distributed
 from trainpilot.engine.precision import choose_precision
 from trainpilot.engine.rundir import RunDir, RunLock, StatusFile, StatusSink, new_session_id, read_jsonl, write_json_atomic
 from trainpilot.engine.signals import StopOnSignal
@@ -193,6 +193,7 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
                 summary.update(_finish(trainer, run, tb_sink, data, notices))
                 write_json_atomic(run.root / "summary.json", summary)
                 status.write(trainer.status, summary["stop_reason"], epoch=trainer.epoch)
+            dist.barrier()  # no rank leaves (and tears down its process group) while rank 0 still writes
     except KeyboardInterrupt:
         _final_status(status, "stopped", f"aborted by a second interrupt during epoch {trainer.epoch + 1}; "
                                          f"last.pt holds epoch {trainer.epoch}", trainer.epoch)
@@ -208,6 +209,8 @@ def train(config: TrainConfig | dict | str | Path | None = None, *, overrides: l
                 hook.close()
         if trainer.lock is not None:
             trainer.lock.release()
+        if dist.enabled:
+            shutdown_distributed()  # a process that exits with its group alive can abort in gloo's threads
     return Run(run.root, summary, trainer.cfg, notices)
 
 

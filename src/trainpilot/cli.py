@@ -229,6 +229,8 @@ def _console(quiet: bool) -> Console:
 
 
 def _print_summary(summary: dict, json_logs: bool) -> None:
+    if "run_dir" not in summary:  # a torchrun rank other than 0: rank 0 prints the run's summary
+        return
     if json_logs:
         print(json.dumps({"event": "summary", **summary}, ensure_ascii=False))
         return
