@@ -156,6 +156,19 @@ def test_early_oscillation_while_the_metric_climbs_is_not_instability():
     assert not diagnose(small_rise, CFG, COUNTS).state("overfitting")  # +4% val loss over 2 epochs is noise
 
 
+def test_a_val_loss_that_wobbles_only_for_the_raw_weights_is_not_instability():
+    """The healthy seed-0 pathology run: the raw weights' val loss went up and down while the EMA's fell
+    steadily; an lr cut, then gradient accumulation, were tried there and both rolled back."""
+    wobbly = SCENARIOS["unstable"]
+    assert diagnose(wobbly, CFG, COUNTS).state("unstable")
+    ema_losses = iter([0.95, 0.85, 0.75, 0.68, 0.62, 0.58])
+    smoothed = [{**r, "ema_loss": next(ema_losses)} if r["phase"] == "val" else r for r in wobbly]
+    assert not diagnose(smoothed, CFG, COUNTS).state("unstable")
+    ema_losses = iter([0.95, 0.75, 0.85, 0.65, 0.8, 0.6])  # the EMA wobbles too: instability stands
+    both = [{**r, "ema_loss": next(ema_losses)} if r["phase"] == "val" else r for r in wobbly]
+    assert diagnose(both, CFG, COUNTS).state("unstable")
+
+
 def test_a_val_loss_rise_while_val_accuracy_sets_a_new_best_is_not_overfitting():
     """After a warm restart the val loss can rise while the val accuracy climbs: bolder, not overfit."""
     bolder = make_history([1.6, 1.3, 1.4, 1.0, 0.87, 0.85], [1.4, 1.2, 0.82, 0.84, 0.91, 0.92],

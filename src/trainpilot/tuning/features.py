@@ -55,7 +55,8 @@ def epoch_rows(history: list[dict]) -> list[dict]:
                                               ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr")},
                     "gn_mean": num(t.get("grad_norm_mean")), "gn_max": num(t.get("grad_norm_max")),
                     "nonfinite": num(t.get("nonfinite_steps")), "steps": num(t.get("steps")),
-                    "ema_acc": num(v.get("ema_accuracy")), "per_class": v.get("per_class") or {},
+                    "ema_acc": num(v.get("ema_accuracy")), "ema_loss": num(v.get("ema_loss")),
+                    "per_class": v.get("per_class") or {},
                     "cm": v.get("confusion_matrix") or [],
                     "class_names": v.get("class_names") or [], "has": {"train_loss": bool(t), "val_loss": bool(v)}})
     return out
@@ -137,6 +138,7 @@ class Features:
     val_acc_over_chance: float = math.nan
     train_loss_sign_changes: int = 0
     val_loss_sign_changes: int = 0
+    ema_val_loss_sign_changes: int = 0  # of the EMA weights' val loss (0 without EMA)
     train_loss_diff_std: float = math.nan
     val_loss_diff_std: float = math.nan
     val_loss_diff_std_rel: float = math.nan
@@ -234,6 +236,7 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     f.val_acc_over_chance = va[-1] / f.chance if k else math.nan
     f.val_loss_sign_changes, f.val_loss_diff_std = _sign_changes(vl[-2 * window:])
     f.train_loss_sign_changes, f.train_loss_diff_std = _sign_changes(tl[-2 * window:])
+    f.ema_val_loss_sign_changes = _sign_changes(col("ema_loss")[-2 * window:])[0]
     fv = finite(vl[-2 * window:])
     f.val_loss_diff_std_rel = f.val_loss_diff_std / (sum(fv) / len(fv)) if fv and sum(fv) > 0 else math.nan
     gm = finite(col("gn_mean"))
