@@ -224,8 +224,8 @@ def _unstable(f: Features, found: dict[str, State]) -> State | None:
     stuck = f.plateau_improvement < PLATEAU_REL
     # the EMA weights (best.pt takes them when they score better) average out the raw weights' jitter: a val
     # loss that wobbles only for the raw weights is the position in the valley, not an optimizer to calm down
-    smoothed = len(finite([r["ema_loss"] for r in s.rows][-2 * f.window:])) >= 4 and f.ema_val_loss_sign_changes < 2
-    if len(fv) >= 4 and sc >= 2 and sc >= 0.6 * (len(fv) - 2) and rel_std > 0.1 and std > net and stuck and not smoothed:
+    if (len(fv) >= 4 and sc >= 2 and sc >= 0.6 * (len(fv) - 2) and rel_std > 0.1 and std > net and stuck
+            and not f.ema_val_loss_steady):
         ev.append(Msg("ev.oscillation", {"sc": sc, "m": len(fv), "std": std, "rel": 100 * rel_std}))
         sev = min(0.8, 0.5 + 0.1 * (sc - 2))
     if f.grad_norm_growth > 5:

@@ -138,7 +138,7 @@ class Features:
     val_acc_over_chance: float = math.nan
     train_loss_sign_changes: int = 0
     val_loss_sign_changes: int = 0
-    ema_val_loss_sign_changes: int = 0  # of the EMA weights' val loss (0 without EMA)
+    ema_val_loss_steady: bool = False  # the EMA weights' val loss, over the last 2 windows (4+ epochs), turned at most once
     train_loss_diff_std: float = math.nan
     val_loss_diff_std: float = math.nan
     val_loss_diff_std_rel: float = math.nan
@@ -236,7 +236,8 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     f.val_acc_over_chance = va[-1] / f.chance if k else math.nan
     f.val_loss_sign_changes, f.val_loss_diff_std = _sign_changes(vl[-2 * window:])
     f.train_loss_sign_changes, f.train_loss_diff_std = _sign_changes(tl[-2 * window:])
-    f.ema_val_loss_sign_changes = _sign_changes(col("ema_loss")[-2 * window:])[0]
+    ema_vl = finite(col("ema_loss")[-2 * window:])
+    f.ema_val_loss_steady = len(ema_vl) >= 4 and _sign_changes(ema_vl)[0] < 2
     fv = finite(vl[-2 * window:])
     f.val_loss_diff_std_rel = f.val_loss_diff_std / (sum(fv) / len(fv)) if fv and sum(fv) > 0 else math.nan
     gm = finite(col("gn_mean"))
