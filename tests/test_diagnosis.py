@@ -215,6 +215,30 @@ def test_one_epoch_at_the_majority_baseline_is_a_collapse_only_while_nothing_bal
     assert diagnose(_collapsed_history(2), build_config({"sampler": "sqrt"}), counts).state("majority") is not None
 
 
+def _with_prior_corrected(history: list[dict], recalls: list[float], cm: list[list[int]]) -> list[dict]:
+    for r in history:
+        if r["phase"] == "val":
+            r["prior_corrected"] = {"accuracy": 0.8, "macro_f1": 0.8, "confusion_matrix": cm,
+                                    "per_class": {c: {"recall": x} for c, x in zip(CLASSES, recalls)}}
+    return history
+
+
+def test_the_class_features_read_the_scores_with_the_training_prior_taken_out():
+    """A model whose raw argmax finds no minority image, while its prior-corrected scores (what best.pt's logit
+    adjustment answers) find them: no collapse and no imbalance to remedy; still collapsed after the
+    correction: a collapse, whose evidence says the recalls were read that way."""
+    counts = [400, 30, 20, 10]
+    found = [[38, 1, 1, 0], [1, 8, 1, 0], [2, 1, 16, 1], [1, 0, 1, 8]]
+    d = diagnose(_with_prior_corrected(_collapsed_history(), [0.95, 0.8, 0.8, 0.8], found), CFG, counts)
+    assert d.features.prior_corrected and not d.features.at_baseline and d.features.minority_recall == 0.8
+    assert d.state("majority") is None and d.state("imbalance") is None, d.to_dict()
+    still = [[40, 0, 0, 0], [10, 0, 0, 0], [19, 0, 1, 0], [10, 0, 0, 0]]
+    d = diagnose(_with_prior_corrected(_collapsed_history(), [1.0, 0.0, 0.05, 0.0], still), CFG, counts)
+    assert d.primary == "majority" and d.features.minority_zero_epochs == 6
+    assert "training class prior taken out" in " ".join(d.state("majority").evidence)
+    assert "扣除训练类别先验" in " ".join(d.in_language("zh").state("majority").evidence)
+
+
 def test_a_low_training_accuracy_is_no_underfitting_while_the_val_metric_still_climbs_fast():
     """Train accuracy 0.55 at epoch 5 reads as "not fitting", unless the monitored metric has just risen
     steeply: those settings are working, and raising the lr there only shakes a model that is learning."""

@@ -391,6 +391,28 @@ def test_logit_adjustment_takes_the_training_prior_out(tmp_path):
         assert ("logit_bias" in best) is (record["tau"] > 0)
 
 
+def test_each_epoch_is_also_scored_with_the_training_prior_taken_out(tmp_path):
+    """With unequal shares and logit_adjustment on, every val record carries prior_corrected: the metrics of the
+    scores plus the tau-1 prior bias, the same figure the end-of-run fit scores for tau 1 on best.pt; with
+    equal shares (a balanced sampler) or logit_adjustment off there is nothing to correct and no such record."""
+    import trainpilot
+    from trainpilot.data.synthetic import make_defect_dataset
+
+    data = make_defect_dataset(tmp_path / "imb", per_class=40, image_size=32, seed=3, classes=("a", "b"),
+                               counts={"b": 10}, splits={"train": 0.5, "val": 0.5})
+    plain = {**TINY, "data_dir": str(data), "monitor": "val_macro_f1", "model_ema": False,
+             "test_time_augmentation": "off", "num_epochs": 3}
+    run = trainpilot.train(plain, runs_dir=tmp_path / "auto", quiet=True)
+    vals = {r["epoch"]: r for r in run.history if r["phase"] == "val"}
+    assert all(set(r["prior_corrected"]) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+               for r in vals.values())
+    fitted = run.summary["logit_adjustment"]["scores"]["1"]
+    assert vals[run.summary["best_epoch"]]["prior_corrected"]["macro_f1"] == pytest.approx(fitted, abs=1e-6)
+    for extra in ({"sampler": "balanced"}, {"logit_adjustment": "off"}):
+        run = trainpilot.train({**plain, **extra, "num_epochs": 1}, runs_dir=tmp_path / "none", quiet=True)
+        assert all("prior_corrected" not in r for r in run.history if r["phase"] == "val"), extra
+
+
 @covers("suspect_labels")
 def test_suspect_labels_list_the_training_images_the_model_contradicts(tmp_path):
     """Per-class thresholds: an image is a suspect when another class reaches its own bar and beats the

@@ -67,6 +67,15 @@ def training_shares(counts: list[int], sampler: str, class_weights: dict[str, fl
     return drawn / drawn.sum()
 
 
+def prior_bias(shares: torch.Tensor, tau: float = 1.0) -> torch.Tensor | None:
+    """``-tau * log(share)``, centred: the per-class bias that takes the prior out of the scores; None when
+    every class reached the loss (about) equally often."""
+    if float(shares.max() / shares.min()) < EQUAL:
+        return None
+    log_share = shares.double().log()
+    return -(tau * log_share - (tau * log_share).mean())
+
+
 def _score(log_probs: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor, metric: str, k: int) -> float:
     return argmax_metric(log_probs + bias, labels, metric)
 
@@ -75,13 +84,12 @@ def choose(log_probs: torch.Tensor, labels: torch.Tensor, shares: torch.Tensor, 
     """The tau in :data:`TAUS` that serves ``metric`` best on these validation scores (log-softmax)."""
     k = log_probs.shape[1]
     shown = [round(float(s), 6) for s in shares]
-    log_share = shares.log()
     zero = torch.zeros(k, dtype=torch.float64)
     before = _score(log_probs.double(), labels, zero, metric, k)
-    if float(shares.max() / shares.min()) < EQUAL:
+    if prior_bias(shares) is None:
         return Adjustment(0.0, [0.0] * k, metric, before, before, shown, {},
                           "every class reached the loss equally often: there is no prior to take out")
-    biases = [-(t * log_share - (t * log_share).mean()) for t in TAUS]
+    biases = [prior_bias(shares, t) for t in TAUS]
     raw = [_score(log_probs.double(), labels, b, metric, k) for b in biases]
     smooth = [sum(raw[max(0, i - 1):i + 2]) / len(raw[max(0, i - 1):i + 2]) for i in range(len(raw))]
     best = max(range(len(TAUS)), key=lambda i: (round(smooth[i], 9), -i))

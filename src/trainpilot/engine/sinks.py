@@ -68,7 +68,7 @@ class JsonLogSink:
     """--json-logs: one JSON object per event on stdout, for scripts."""
 
     def emit(self, record: dict) -> None:
-        slim = {k: v for k, v in record.items() if k not in ("confusion_matrix", "per_class")}
+        slim = {k: v for k, v in record.items() if k not in ("confusion_matrix", "per_class", "prior_corrected")}
         sys.stdout.write(json.dumps({"event": "epoch", **sanitize_for_json(slim)}, ensure_ascii=False) + "\n")
         sys.stdout.flush()
 

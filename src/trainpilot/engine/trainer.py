@@ -29,7 +29,7 @@ from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
 from trainpilot.engine import label_filter
-from trainpilot.engine.live import LiveChanges
+from trainpilot.engine.live import LiveChanges, resolve_class_weights
 from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
@@ -37,6 +37,7 @@ from trainpilot.engine.metrics import confusion_matrix, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
+from trainpilot.priors import prior_bias, training_shares
 
 
 EMA_EVERY = 4  # optimizer steps per EMA update (with decay**4): the same average for a quarter of the cost
@@ -249,13 +250,27 @@ class Trainer(LiveChanges, TrainerState):
             self.ema.update(self.model, step=self.global_step)
         return norm.detach()
 
+    def prior_bias(self) -> torch.Tensor | None:
+        """The logit bias that takes the training class prior out of the scores at tau 1 (see
+        :mod:`trainpilot.priors`), for the sampler and class weights in effect now; None when the classes reach
+        the loss equally often or logit_adjustment is off."""
+        if self.cfg.logit_adjustment == "off":
+            return None
+        counts = self.data.train_counts()
+        shares = training_shares(counts, self.cfg.sampler, resolve_class_weights(self.cfg, counts, self.class_names),
+                                 self.class_names)
+        bias = prior_bias(shares)
+        return None if bias is None else bias.float().to(self.device)
+
     @torch.inference_mode()
-    def evaluate(self, module: torch.nn.Module, split: SplitData) -> dict:
-        """Loss and metrics of ``module`` on ``split`` (reduced across ranks)."""
+    def evaluate(self, module: torch.nn.Module, split: SplitData, bias: torch.Tensor | None = None) -> dict:
+        """Loss and metrics of ``module`` on ``split`` (reduced across ranks). With a prior ``bias``, also
+        ``prior_corrected``: the metrics of the scores plus that bias, as best.pt's logit adjustment gives them."""
         module.eval()
         k = len(self.class_names)
         loss_sum = torch.zeros((), device=self.device)
         cm = torch.zeros((k, k), dtype=torch.long, device=self.device)
+        cm_corrected = torch.zeros((k, k), dtype=torch.long, device=self.device) if bias is not None else None
         for x_u8, y in self._eval_batches(split):
             x_u8, y = x_u8.to(self.device), y.to(self.device)
             x = self.augment.normalize(x_u8, memory_format=self.memory_format)
@@ -263,15 +278,20 @@ class Trainer(LiveChanges, TrainerState):
                 logits = module(x).float()
             loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum")
             cm += confusion_matrix(logits.argmax(1), y, k)
+            if cm_corrected is not None:
+                cm_corrected += confusion_matrix((logits + bias).argmax(1), y, k)
         self.dist.all_reduce_sum(loss_sum)
         self.dist.all_reduce_sum(cm)
         out = summarize(cm, self.class_names)
         out["loss"] = loss_sum.item() / max(1, int(cm.sum().item()))
+        if cm_corrected is not None:
+            self.dist.all_reduce_sum(cm_corrected)
+            out["prior_corrected"] = summarize(cm_corrected, self.class_names)
         return out
 
     def validate(self, epoch: int) -> dict:
         start = time.perf_counter()
-        raw = self.evaluate(self.model, self.data.val)
+        raw = self.evaluate(self.model, self.data.val, self.prior_bias())
         rec = {"phase": "val", **raw, "class_names": self.class_names,
                "val_loss": raw["loss"], "val_accuracy": raw["accuracy"], "val_macro_f1": raw["macro_f1"],
                "ema_loss": None, "ema_accuracy": None, "ema_macro_f1": None}

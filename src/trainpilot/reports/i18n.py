@@ -63,6 +63,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "config_before": "### 原始配置", "config_after": "### 调整后配置",
         # outcome
         "outcome_kept": "✅ 已保留", "outcome_reverted": "↩️ 已回滚",
+        "prior_corrected": "（扣除训练类别先验后）",
         "outcome_line": "{metric}: {before} → {after}（变化 {delta}，噪声容限 {margin}），于第 {epoch} 轮评估",
         "outcome_line_best": "{metric}: {before} → {after}（变化 {delta}；对未出故障的训练所做的改进须达到改动前的最佳值），于第 {epoch} 轮评估",
         "pending_n": "⏳ 待评估 — 将在 {n} 个轮次后评估", "pending": "⏳ 待评估 — 将在后续轮次中评估",
@@ -139,6 +140,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "recall": "Recall", "f1": "F1",
         "config_before": "### Original", "config_after": "### Adjusted",
         "outcome_kept": "✅ Kept", "outcome_reverted": "↩️ Reverted",
+        "prior_corrected": " (with the training class prior taken out)",
         "outcome_line": "{metric}: {before} → {after} (delta {delta}, noise margin {margin}), evaluated at epoch {epoch}",
         "outcome_line_best": "{metric}: {before} → {after} (delta {delta}; a refinement of a run that was not broken "
                              "must reach the pre-change best), evaluated at epoch {epoch}",

@@ -240,8 +240,9 @@ def outcome_lines(r: dict, L: str) -> list[str]:
     if isinstance(o, dict) and o.get("decision"):
         delta = o.get("delta")
         d = fmt_value(delta) if not isinstance(delta, (int, float)) or delta < 0 else "+" + fmt_value(delta)
+        metric = str(o.get("metric", "-")) + (tr(L, "prior_corrected") if o.get("prior_corrected") else "")
         return [label(L, "outcome_", o["decision"]),
-                tr(L, "outcome_line_best" if o.get("rule") == "new_best" else "outcome_line", metric=o.get("metric", "-"), before=fmt_value(o.get("before")),
+                tr(L, "outcome_line_best" if o.get("rule") == "new_best" else "outcome_line", metric=metric, before=fmt_value(o.get("before")),
                    after=fmt_value(o.get("after")), delta=d, margin=fmt_value(o.get("noise_margin")),
                    epoch=fmt_value(o.get("evaluated_at_epoch")))]
     if status in ("kept", "reverted"):

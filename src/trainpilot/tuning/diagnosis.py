@@ -172,6 +172,7 @@ def _majority(f: Features, found: dict[str, State]) -> State | None:
                               "zero": f.zero_recall_classes, "k": f.num_classes, "f1": f.val_macro_f1})]
     if f.minority_zero_epochs >= 2:
         ev.append(Msg("ev.minority_zero", {"name": _q(f.minority_class), "n": f.minority_zero_epochs}))
+    ev += _corrected_note(f)
     return _state("majority", 0.75 + 0.05 * min(3, f.minority_zero_epochs // 2), ev)
 
 
@@ -242,6 +243,11 @@ def _class_collapse(f: Features) -> list[Msg]:
     return []
 
 
+def _corrected_note(f: Features) -> list[Msg]:
+    """Say so when the class recalls were read with the training prior taken out (see Features.prior_corrected)."""
+    return [Msg("ev.prior_corrected", {})] if f.prior_corrected else []
+
+
 @detector("imbalance")
 def _imbalance(f: Features, found: dict[str, State]) -> State | None:
     if not math.isfinite(f.min_class_recall) or f.imbalance_ratio < IMBALANCED:
@@ -258,6 +264,7 @@ def _imbalance(f: Features, found: dict[str, State]) -> State | None:
             sev = max(sev + 0.1 if sev else 0.55, 0.55)
     if ev and f.minority_zero_epochs >= 2:
         ev.append(Msg("ev.minority_zero", {"name": _q(f.minority_class), "n": f.minority_zero_epochs}))
+    ev += _corrected_note(f) if ev else []
     return _state("imbalance", sev * (0.5 if f.near_chance else 1.0), ev) if ev else None
 
 
@@ -268,6 +275,7 @@ def _weak_class(f: Features, found: dict[str, State]) -> State | None:
     if not math.isfinite(f.min_class_recall) or f.imbalance_ratio >= IMBALANCED:
         return None
     ev = _class_collapse(f)
+    ev += _corrected_note(f) if ev else []
     return _state("weak_class", 0.5 * (0.5 if f.near_chance else 1.0), ev) if ev else None
 
 

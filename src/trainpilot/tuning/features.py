@@ -58,6 +58,7 @@ def epoch_rows(history: list[dict]) -> list[dict]:
                     "ema_acc": num(v.get("ema_accuracy")), "ema_loss": num(v.get("ema_loss")),
                     "per_class": v.get("per_class") or {},
                     "cm": v.get("confusion_matrix") or [],
+                    "corrected": v.get("prior_corrected") if isinstance(v.get("prior_corrected"), dict) else None,
                     "class_names": v.get("class_names") or [], "has": {"train_loss": bool(t), "val_loss": bool(v)}})
     return out
 
@@ -176,6 +177,9 @@ class Features:
     zero_recall_classes: int = 0
     at_baseline: bool = False          # predicts (almost) only one class: no better than the majority baseline
     minority_zero_epochs: int = 0      # epochs in a row the minority class had recall 0
+    # the class features above read the val predictions with the training prior taken out (tau 1), as best.pt's
+    # logit adjustment delivers them, when the run records them (imbalanced shares, logit_adjustment on)
+    prior_corrected: bool = False
     # 1 - train accuracy / the accuracy the model has on val, weighted as the sampler draws the classes: the
     # share of training labels the model disagrees with beyond what it gets wrong on held-out images (the
     # smallest value over the last window epochs)
@@ -356,17 +360,28 @@ def _taken_for(row: dict, name: str) -> str | None:
     return names[max(others)[1]] if others else None
 
 
+def _class_view(row: dict) -> tuple[dict, list]:
+    """The per-class table and confusion matrix a row's class features read: the prior-corrected ones when
+    recorded (what the delivered model answers), else the raw ones."""
+    c = row.get("corrected")
+    if c and isinstance(c.get("per_class"), dict) and isinstance(c.get("confusion_matrix"), list):
+        return c["per_class"], c["confusion_matrix"]
+    return row["per_class"], row["cm"]
+
+
 def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str], sampler: str) -> None:
     """Per-class recall, the minority class, and whether predictions collapsed onto one class."""
     if counts and min(counts) >= 0 and max(counts) > 0:
         f.imbalance_ratio = max(counts) / max(1, min(counts))
         drawn = sampled_counts([max(1, c) for c in counts], sampler)
         f.sampled_ratio = max(drawn) / min(drawn)
-    recalls = _recalls(rows[-1]["per_class"])
+    per_class, cm = _class_view(rows[-1])
+    f.prior_corrected = bool(rows[-1].get("corrected"))
+    recalls = _recalls(per_class)
     if recalls:
         worst = min(recalls, key=recalls.get)
         f.min_class_recall, f.worst_class = recalls[worst], worst
-        f.worst_taken_for = _taken_for(rows[-1], worst)
+        f.worst_taken_for = _taken_for({**rows[-1], "cm": cm}, worst)
         f.mean_class_recall = sum(recalls.values()) / len(recalls)
         f.zero_recall_classes = sum(1 for r in recalls.values() if r == 0)
         if len(names) == len(counts) and counts:
@@ -375,11 +390,10 @@ def _class_features(f: Features, rows: list[dict], counts: list[int], names: lis
             f.majority_recall = recalls.get(names[counts.index(max(counts))], math.nan)
             zero = 0
             for row in reversed(rows):
-                if _recalls(row["per_class"]).get(f.minority_class) != 0:
+                if _recalls(_class_view(row)[0]).get(f.minority_class) != 0:
                     break
                 zero += 1
             f.minority_zero_epochs = zero
-    cm = rows[-1]["cm"]
     if cm and len(cm) == len(names) and len(names) >= 2:
         total = sum(sum(r) for r in cm)
         predicted = [sum(r[j] for r in cm) for j in range(len(cm))]

@@ -149,6 +149,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                         "the training labels for {w} epochs, more than it gets wrong on held-out images, so about that "
                         "share of training images looks mislabelled", "训练准确率 {ta:.3f}，验证 {va:.3f}：连续 {w} 轮模型"
                         "与至少 {share:.0%} 的训练标签不一致，多于它在验证图像上的错误，约这一比例的训练图像疑似标错"),
+    "ev.prior_corrected": ("these recalls are read with the training class prior taken out (logit adjustment at "
+                           "tau 1), as the final model answers",
+                           "以上召回率按扣除训练类别先验后（tau 为 1 的 logit 调整）读取，与最终模型的输出一致"),
     "ev.minority_zero": ("class {name} has had recall 0 for {n} epochs in a row", "类别 {name} 已连续 {n} 轮召回率为 0"),
     "ev.healthy": ("{metric} moved from {a:.4g} to {b:.4g} over the last {w} epochs; no problem found",
                    "最近 {w} 轮 {metric} 从 {a:.4g} 变为 {b:.4g}；未发现问题"),
