@@ -70,6 +70,21 @@ def monitor_value(record: dict, monitor: str) -> float:
     return -value if monitor == "val_loss" else value
 
 
+def corrected_value(record: dict, monitor: str) -> float | None:
+    """``monitor`` (accuracy or macro-F1) with the training class prior taken out, where ``record`` has it."""
+    c = record.get("prior_corrected")
+    value = c.get(monitor.removeprefix("val_")) if isinstance(c, dict) and monitor != "val_loss" else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def selection_value(record: dict, monitor: str) -> float:
+    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): accuracy
+    and macro-F1 with the training class prior taken out where the epoch recorded that, which is what best.pt
+    answers once its logit adjustment is fitted (see :mod:`trainpilot.priors`); else the raw value."""
+    value = corrected_value(record, monitor)
+    return monitor_value(record, monitor) if value is None else value
+
+
 class Trainer(LiveChanges, TrainerState):
     """Trains ``model`` on ``data`` according to ``cfg``; see :func:`trainpilot.api.train` to build one.
 
@@ -291,12 +306,13 @@ class Trainer(LiveChanges, TrainerState):
 
     def validate(self, epoch: int) -> dict:
         start = time.perf_counter()
-        raw = self.evaluate(self.model, self.data.val, self.prior_bias())
+        bias = self.prior_bias()
+        raw = self.evaluate(self.model, self.data.val, bias)
         rec = {"phase": "val", **raw, "class_names": self.class_names,
                "val_loss": raw["loss"], "val_accuracy": raw["accuracy"], "val_macro_f1": raw["macro_f1"],
                "ema_loss": None, "ema_accuracy": None, "ema_macro_f1": None}
         if self.ema is not None:
-            ema = self.evaluate(self.ema.module, self.data.val)
+            ema = self.evaluate(self.ema.module, self.data.val, bias)
             rec.update(ema_loss=ema["loss"], ema_accuracy=ema["accuracy"], ema_macro_f1=ema["macro_f1"])
             rec["_ema_full"] = ema
         rec["eval_seconds"] = time.perf_counter() - start
@@ -368,17 +384,21 @@ class Trainer(LiveChanges, TrainerState):
             for sink in self.sinks:
                 sink.emit(train_out)
                 sink.emit(val_out)
-        raw_value = monitor_value(val_out, self.cfg.monitor)
+        raw_value = selection_value(val_out, self.cfg.monitor)
         ema_value = -math.inf
         if ema_full is not None:
-            ema_value = monitor_value({f"val_{k}": v for k, v in ema_full.items()}, self.cfg.monitor)
+            ema_value = selection_value({f"val_{k}": v for k, v in ema_full.items()} | {
+                "prior_corrected": ema_full.get("prior_corrected")}, self.cfg.monitor)
+            if ema_full.get("prior_corrected"):
+                val_out["ema_prior_corrected"] = {k: ema_full["prior_corrected"][k] for k in ("accuracy", "macro_f1")}
         value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
         chosen_loss = ema_full["loss"] if source == "ema" else val_out["loss"]
         chosen_loss = chosen_loss if math.isfinite(chosen_loss) else math.inf
         # On a small val set accuracy ties often; the tie goes to the lower val loss (the more confident model).
         improved = value > self.best["value"] or (value == self.best["value"] and chosen_loss < self.best.get("tie_loss", math.inf))
         if improved:
-            self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss}
+            self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss,
+                         "prior_corrected": corrected_value(val_out, self.cfg.monitor) is not None}
         # Patience counts epochs in which neither the monitored metric nor val_loss improved: on a small
         # val set accuracy saturates and ties for many epochs while the model is still getting better.
         loss = val_out["loss"] if math.isfinite(val_out["loss"]) else math.inf
@@ -433,6 +453,7 @@ class Trainer(LiveChanges, TrainerState):
         last = last_val_record(self.history) or {}
         return {"session_id": self.session_id, "epochs": self.epoch, "best_epoch": self.best["epoch"],
                 "best_source": self.best["source"], "monitor": self.cfg.monitor,
+                "best_prior_corrected": bool(self.best.get("prior_corrected")),
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
                 "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
                 "stop_reason": self.stop_reason or "completed num_epochs", "status": self.status,

@@ -41,7 +41,7 @@ from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
 from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
-from trainpilot.engine.trainer import monitor_value
+from trainpilot.engine.trainer import corrected_value, selection_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
@@ -300,7 +300,7 @@ class TuningController:
             window = max(window, min(self.it.imbalance_evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
         metric = judge_metric(tr.cfg.monitor, tr.data.train_counts())
-        values = [judged_value(r, metric) for r in tr.history if r["phase"] == "val"]
+        values = [selection_value(r, metric) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
         diffs = [abs(b - a) for a, b in zip(finite[-6:], finite[-5:])]
         best = max(finite, default=0.0)
@@ -320,7 +320,7 @@ class TuningController:
         self.next_due = epoch  # the outcome is new evidence: the run is looked at again now
         record = self.records().get(p["adj_id"])
         metric = p.get("metric", tr.cfg.monitor)
-        after = [judged_value(r, metric) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
+        after = [selection_value(r, metric) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
         best_after = max(after, default=-math.inf)
         before = p["before"]
         sign = -1.0 if metric == "val_loss" else 1.0
@@ -334,7 +334,7 @@ class TuningController:
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
         record["status"] = S.KEPT if keep else S.REVERTED
         record["outcome"] = {"decision": record["status"], "metric": metric,
-                             "prior_corrected": any(_corrected(r, metric) is not None for r in tr.history
+                             "prior_corrected": any(corrected_value(r, metric) is not None for r in tr.history
                                                     if r["phase"] == "val" and r["epoch"] >= p["epoch"] - 1),
                              "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
@@ -388,21 +388,6 @@ def _why(metric: str, keep: bool, pending: dict) -> str:
                 f"{metric} did not reach the pre-change best, which a refinement of a run that was not broken must")
     return (f"{metric} is within the noise margin of, or above, the pre-change best" if keep
             else f"{metric} fell below the pre-change best by more than the noise margin")
-
-
-def _corrected(record: dict, metric: str) -> float | None:
-    c = record.get("prior_corrected")
-    value = c.get(metric.removeprefix("val_")) if isinstance(c, dict) and metric != "val_loss" else None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def judged_value(record: dict, metric: str) -> float:
-    """An epoch's ``metric`` as a change is judged on it ("higher is better"): accuracy and macro-F1 with the
-    training class prior taken out where the epoch recorded that (see :mod:`trainpilot.priors`), as best.pt
-    will answer. A class-balance change then competes with the correction the run gets anyway, not with
-    raw scores that still carry the prior it takes out."""
-    value = _corrected(record, metric)
-    return monitor_value(record, metric) if value is None else value
 
 
 def judge_metric(monitor: str, train_counts: list[int]) -> str:
