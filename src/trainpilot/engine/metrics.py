@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -41,3 +43,26 @@ def argmax_metric(scores: torch.Tensor, labels: torch.Tensor, metric: str) -> fl
     """One entry of :func:`summarize` (``accuracy``, ``macro_f1``, ...) for the argmax of ``N x C`` scores."""
     k = scores.shape[1]
     return float(summarize(confusion_matrix(scores.argmax(1), labels, k), [str(i) for i in range(k)])[metric])
+
+
+def monitor_value(record: dict, monitor: str) -> float:
+    """The monitored metric as "higher is better"."""
+    value = record.get(monitor)
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return -math.inf
+    return -value if monitor == "val_loss" else value
+
+
+def corrected_value(record: dict, monitor: str) -> float | None:
+    """``monitor`` (accuracy or macro-F1) with the training class prior taken out, where ``record`` has it."""
+    c = record.get("prior_corrected")
+    value = c.get(monitor.removeprefix("val_")) if isinstance(c, dict) and monitor != "val_loss" else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def selection_value(record: dict, monitor: str) -> float:
+    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): accuracy
+    and macro-F1 with the training class prior taken out where the epoch recorded that, which is what best.pt
+    answers once its logit adjustment is fitted (see :mod:`trainpilot.priors`); else the raw value."""
+    value = corrected_value(record, monitor)
+    return monitor_value(record, monitor) if value is None else value

@@ -33,7 +33,7 @@ from trainpilot.engine.live import LiveChanges, resolve_class_weights
 from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
-from trainpilot.engine.metrics import confusion_matrix, summarize
+from trainpilot.engine.metrics import confusion_matrix, corrected_value, selection_value, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
@@ -60,29 +60,6 @@ class EpochHook(Protocol):
     def on_epoch_end(self, trainer: "Trainer", epoch: int) -> None: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
-
-
-def monitor_value(record: dict, monitor: str) -> float:
-    """The monitored metric as "higher is better"."""
-    value = record.get(monitor)
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return -math.inf
-    return -value if monitor == "val_loss" else value
-
-
-def corrected_value(record: dict, monitor: str) -> float | None:
-    """``monitor`` (accuracy or macro-F1) with the training class prior taken out, where ``record`` has it."""
-    c = record.get("prior_corrected")
-    value = c.get(monitor.removeprefix("val_")) if isinstance(c, dict) and monitor != "val_loss" else None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def selection_value(record: dict, monitor: str) -> float:
-    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): accuracy
-    and macro-F1 with the training class prior taken out where the epoch recorded that, which is what best.pt
-    answers once its logit adjustment is fitted (see :mod:`trainpilot.priors`); else the raw value."""
-    value = corrected_value(record, monitor)
-    return monitor_value(record, monitor) if value is None else value
 
 
 class Trainer(LiveChanges, TrainerState):
@@ -334,7 +311,7 @@ class Trainer(LiveChanges, TrainerState):
             val_rec = self.validate(epoch)
             self.epoch = epoch
             improved = self._record(epoch, train_rec, val_rec)
-            self.schedule.after_epoch(monitor_value(self.history[-1], self.cfg.monitor))
+            self.schedule.after_epoch(selection_value(self.history[-1], self.cfg.monitor))
             self._run_hooks(epoch)
             self._fit_time_budget(epoch)
             if self.cfg.early_stopping and self.bad_epochs >= self.cfg.early_stopping_patience and self.stop_reason is None:

@@ -41,7 +41,7 @@ from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
 from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
-from trainpilot.engine.trainer import corrected_value, selection_value
+from trainpilot.engine.metrics import corrected_value, selection_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
