@@ -180,6 +180,7 @@ class Features:
     # the class features above read the val predictions with the training prior taken out (tau 1), as best.pt's
     # logit adjustment delivers them, when the run records them (imbalanced shares, logit_adjustment on)
     prior_corrected: bool = False
+    minority_recalls: list[float] = field(default_factory=list, repr=False)  # per epoch, in the same view
     # 1 - train accuracy / the accuracy the model has on val, weighted as the sampler draws the classes: the
     # share of training labels the model disagrees with beyond what it gets wrong on held-out images (the
     # smallest value over the last window epochs)
@@ -196,7 +197,7 @@ class Features:
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("lr_evidence", "series") or v is None:
+            if f.name in ("lr_evidence", "series", "minority_recalls") or v is None:
                 continue
             out[f.name] = (float(f"{v:.4g}") if math.isfinite(v) else str(v)) if isinstance(v, float) else v
         return out
@@ -388,9 +389,10 @@ def _class_features(f: Features, rows: list[dict], counts: list[int], names: lis
             f.minority_class = names[counts.index(min(counts))]
             f.minority_recall = recalls.get(f.minority_class, math.nan)
             f.majority_recall = recalls.get(names[counts.index(max(counts))], math.nan)
+            f.minority_recalls = [_recalls(_class_view(row)[0]).get(f.minority_class, math.nan) for row in rows]
             zero = 0
-            for row in reversed(rows):
-                if _recalls(_class_view(row)[0]).get(f.minority_class) != 0:
+            for r in reversed(f.minority_recalls):
+                if r != 0:
                     break
                 zero += 1
             f.minority_zero_epochs = zero

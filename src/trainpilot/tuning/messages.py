@@ -227,6 +227,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                               "the training labels look wrong now); set suspect_labels=true to have the run list them",
                               "标签错误不靠调整训练来修复，应重新标注（目前约 {share:.0%} 的训练标签疑似有误）；"
                               "设置 suspect_labels=true 可在训练结束时列出这些图像"),
+    "wait.gentle_weights": ("no full class weights yet: with the gentle ones \"{name}\" reached recall {peak:.2f} "
+                            "within the last {w} epochs; they come if it stays below 0.50 for a whole window",
+                            "暂不启用完全类别权重：在温和权重下“{name}”最近 {w} 轮的召回率最高达到 {peak:.2f}；"
+                            "若整个评估窗口内都低于 0.50 再启用"),
     "wait.full_weights": ("the loss already weights classes in full ({s}); no stronger class-balance remedy",
                           "损失已按类别完全加权（{s}），没有更强的类别平衡措施"),
     "wait.balanced_sampler": ("every class is already drawn equally often (balanced sampling): loss weights on top "

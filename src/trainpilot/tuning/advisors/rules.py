@@ -21,7 +21,7 @@ from trainpilot.config import TrainConfig
 from trainpilot.models import offline_weights
 from trainpilot.tuning.actions import (IMBALANCE_KEYS, MAX_CHANGES, Proposal, ProposedChange, change_direction,
                                        tunable_spec)
-from trainpilot.tuning.features import FLAT_REL, IMBALANCED, Features, typical_lr
+from trainpilot.tuning.features import FLAT_REL, IMBALANCED, Features, finite, typical_lr
 from trainpilot.tuning.messages import say, state_label
 
 from .base import Advisor, AdvisorContext
@@ -235,7 +235,12 @@ def _class_weights(r: _Ctx) -> list[Remedy]:
         return [([], "wait.sampler", {"s": cfg.sampler, "name": f.minority_class or f.worst_class, "w": window,
                                       "n": f.minority_zero_epochs})]
     if cfg.use_class_weights and cfg.weight_strategy == "log_inverse":
-        # the gentle weights did not lift the minority recall: escalate to the full ratio
+        # full weights only when the gentle ones never lifted the minority recall over a whole window: one low
+        # epoch of a few-image class after good ones is noise, and at this ratio full weights over-predict it
+        recent = finite(f.minority_recalls[-window:])
+        if len(recent) < window or max(recent) >= 0.5:
+            return [([], "wait.gentle_weights", {"name": f.minority_class or f.worst_class, "w": len(recent),
+                                                 "peak": max(recent, default=recall)})]
         return [([("weight_strategy", "balanced")], "why.weights_full", {"r": ratio, "rec": recall})]
     if cfg.use_class_weights and cfg.weight_strategy in ("balanced", "inverse"):
         return [([], "wait.full_weights", {"s": cfg.weight_strategy})]  # never back down to gentler ones
