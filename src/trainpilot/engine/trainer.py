@@ -366,8 +366,6 @@ class Trainer(LiveChanges, TrainerState):
         if ema_full is not None:
             ema_value = selection_value({f"val_{k}": v for k, v in ema_full.items()} | {
                 "prior_corrected": ema_full.get("prior_corrected")}, self.cfg.monitor)
-            if ema_full.get("prior_corrected"):
-                val_out["ema_prior_corrected"] = {k: ema_full["prior_corrected"][k] for k in ("accuracy", "macro_f1")}
         value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
         chosen_loss = ema_full["loss"] if source == "ema" else val_out["loss"]
         chosen_loss = chosen_loss if math.isfinite(chosen_loss) else math.inf
