@@ -61,8 +61,11 @@ def corrected_value(record: dict, monitor: str) -> float | None:
 
 
 def selection_value(record: dict, monitor: str) -> float:
-    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): accuracy
-    and macro-F1 with the training class prior taken out where the epoch recorded that, which is what best.pt
-    answers once its logit adjustment is fitted (see :mod:`trainpilot.priors`); else the raw value."""
-    value = corrected_value(record, monitor)
-    return monitor_value(record, monitor) if value is None else value
+    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): for
+    accuracy and macro-F1, the better of the raw value and the value with the training class prior taken out
+    at tau 1, where the epoch recorded that. The end-of-run fit (:mod:`trainpilot.priors`) chooses tau on the
+    same split with 0 and 1 among its choices, so this is what best.pt answers at the least; the raw value
+    alone would hold the prior against a run whose correction is still to come, and tau 1 alone over-corrects
+    a model that a sampler has partly rebalanced already."""
+    value, raw = corrected_value(record, monitor), monitor_value(record, monitor)
+    return raw if value is None else max(raw, value)

@@ -33,7 +33,7 @@ from trainpilot.engine.live import LiveChanges, resolve_class_weights
 from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
-from trainpilot.engine.metrics import confusion_matrix, corrected_value, selection_value, summarize
+from trainpilot.engine.metrics import confusion_matrix, monitor_value, selection_value, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
@@ -361,19 +361,19 @@ class Trainer(LiveChanges, TrainerState):
             for sink in self.sinks:
                 sink.emit(train_out)
                 sink.emit(val_out)
-        raw_value = selection_value(val_out, self.cfg.monitor)
-        ema_value = -math.inf
+        m = self.cfg.monitor
+        scored = {"raw": val_out}
         if ema_full is not None:
-            ema_value = selection_value({f"val_{k}": v for k, v in ema_full.items()} | {
-                "prior_corrected": ema_full.get("prior_corrected")}, self.cfg.monitor)
-        value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
+            scored["ema"] = {f"val_{k}": v for k, v in ema_full.items()} | {"prior_corrected": ema_full.get("prior_corrected")}
+        source = max(scored, key=lambda s: (selection_value(scored[s], m), s == "raw"))  # a tie goes to the raw weights
+        value = selection_value(scored[source], m)
         chosen_loss = ema_full["loss"] if source == "ema" else val_out["loss"]
         chosen_loss = chosen_loss if math.isfinite(chosen_loss) else math.inf
         # On a small val set accuracy ties often; the tie goes to the lower val loss (the more confident model).
         improved = value > self.best["value"] or (value == self.best["value"] and chosen_loss < self.best.get("tie_loss", math.inf))
         if improved:
             self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss,
-                         "prior_corrected": corrected_value(val_out, self.cfg.monitor) is not None}
+                         "prior_corrected": value > monitor_value(scored[source], m)}
         # Patience counts epochs in which neither the monitored metric nor val_loss improved: on a small
         # val set accuracy saturates and ties for many epochs while the model is still getting better.
         loss = val_out["loss"] if math.isfinite(val_out["loss"]) else math.inf

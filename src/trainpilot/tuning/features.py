@@ -361,13 +361,20 @@ def _taken_for(row: dict, name: str) -> str | None:
     return names[max(others)[1]] if others else None
 
 
-def _class_view(row: dict) -> tuple[dict, list]:
-    """The per-class table and confusion matrix a row's class features read: the prior-corrected ones when
-    recorded (what the delivered model answers), else the raw ones."""
+def _corrected_view(row: dict) -> dict | None:
+    """A row's prior-corrected predictions when recorded and at least as good on macro-F1 as the raw ones (the
+    view the end-of-run fit would keep, as :func:`trainpilot.engine.metrics.selection_value` scores it)."""
     c = row.get("corrected")
-    if c and isinstance(c.get("per_class"), dict) and isinstance(c.get("confusion_matrix"), list):
-        return c["per_class"], c["confusion_matrix"]
-    return row["per_class"], row["cm"]
+    if not (c and isinstance(c.get("per_class"), dict) and isinstance(c.get("confusion_matrix"), list)):
+        return None
+    return c if num(c.get("macro_f1")) >= row["val_f1"] or not math.isfinite(row["val_f1"]) else None
+
+
+def _class_view(row: dict) -> tuple[dict, list]:
+    """The per-class table and confusion matrix a row's class features read: the prior-corrected ones where
+    they serve (see :func:`_corrected_view`), else the raw ones."""
+    c = _corrected_view(row)
+    return (c["per_class"], c["confusion_matrix"]) if c else (row["per_class"], row["cm"])
 
 
 def _class_features(f: Features, rows: list[dict], counts: list[int], names: list[str], sampler: str) -> None:
@@ -377,7 +384,7 @@ def _class_features(f: Features, rows: list[dict], counts: list[int], names: lis
         drawn = sampled_counts([max(1, c) for c in counts], sampler)
         f.sampled_ratio = max(drawn) / min(drawn)
     per_class, cm = _class_view(rows[-1])
-    f.prior_corrected = bool(rows[-1].get("corrected"))
+    f.prior_corrected = _corrected_view(rows[-1]) is not None
     recalls = _recalls(per_class)
     if recalls:
         worst = min(recalls, key=recalls.get)
