@@ -369,7 +369,7 @@ def test_a_train_loss_raised_by_a_kept_loss_change_is_no_emergency(tiny_cfg, tmp
 
 def test_imbalance_remedies_get_a_longer_window_and_are_judged_on_prior_corrected_macro_f1(tiny_cfg, tmp_path):
     """imbalance_evaluation_window applies to sampler/class-weight changes; accuracy never judges imbalanced data."""
-    from trainpilot.engine.metrics import selection_value
+    from trainpilot.engine.metrics import judged_value
     from trainpilot.tuning.controller import judge_metric
 
     t, _ = build_trainer({**tiny_cfg, "num_epochs": 20}, runs_dir=tmp_path)
@@ -394,8 +394,8 @@ def test_imbalance_remedies_get_a_longer_window_and_are_judged_on_prior_correcte
     ctl.pending = None
     ctl._apply(t, 1, {"adj_id": "adj_d", "status": "recorded"}, {"sampler": "balanced"})
     assert ctl.pending["before"] == 0.6
-    assert selection_value({**t.history[0], "val_loss": 0.7}, "val_loss") == -0.7
-    assert selection_value({**t.history[0], "prior_corrected": None}, "val_macro_f1") == 0.3
+    assert judged_value({**t.history[0], "val_loss": 0.7}, "val_loss") == -0.7
+    assert judged_value({**t.history[0], "prior_corrected": None}, "val_macro_f1") == 0.3
 
 
 def test_clearly_broken_runs_are_judged_after_fast_evaluation_window(tiny_cfg, tmp_path):

@@ -393,8 +393,7 @@ def test_logit_adjustment_takes_the_training_prior_out(tmp_path):
 
 def test_each_epoch_is_also_scored_with_the_training_prior_taken_out(tmp_path):
     """With unequal shares and logit_adjustment on, every val record carries prior_corrected: the metrics of the
-    scores plus the tau-1 prior bias, the same figure the end-of-run fit scores for tau 1 on best.pt, which is
-    chosen on the better of it and the raw score; with
+    scores plus the tau-1 prior bias, the same figure the end-of-run fit scores for tau 1 on best.pt; with
     equal shares (a balanced sampler) or logit_adjustment off there is nothing to correct and no such record."""
     import trainpilot
     from trainpilot.data.synthetic import make_defect_dataset
@@ -409,15 +408,9 @@ def test_each_epoch_is_also_scored_with_the_training_prior_taken_out(tmp_path):
                for r in vals.values())
     fitted = run.summary["logit_adjustment"]["scores"]["1"]
     assert vals[run.summary["best_epoch"]]["prior_corrected"]["macro_f1"] == pytest.approx(fitted, abs=1e-6)
-    # best.pt is the epoch whose better of the raw and the corrected score is best (the fit has both to choose)
-    score = {e: max(r["val_macro_f1"], r["prior_corrected"]["macro_f1"]) for e, r in vals.items()}
-    best = vals[run.summary["best_epoch"]]
-    assert run.summary["best_value"] == score[run.summary["best_epoch"]] == max(score.values())
-    assert run.summary["best_prior_corrected"] is (best["prior_corrected"]["macro_f1"] > best["val_macro_f1"])
     for extra in ({"sampler": "balanced"}, {"logit_adjustment": "off"}):
         run = trainpilot.train({**plain, **extra, "num_epochs": 1}, runs_dir=tmp_path / "none", quiet=True)
         assert all("prior_corrected" not in r for r in run.history if r["phase"] == "val"), extra
-        assert not run.summary["best_prior_corrected"]
 
 
 @covers("suspect_labels")

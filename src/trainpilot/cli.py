@@ -236,9 +236,7 @@ def _print_summary(summary: dict, json_logs: bool) -> None:
         return
     lines = [f"run directory   {summary.get('run_dir')}",
              f"best checkpoint {summary.get('best_checkpoint')}  (epoch {summary.get('best_epoch')}, "
-             f"{summary.get('monitor')} {summary.get('best_value', 0):.4f}"
-             f"{' with the training prior taken out' if summary.get('best_prior_corrected') else ''}, "
-             f"{summary.get('best_source')} weights)"]
+             f"{summary.get('monitor')} {summary.get('best_value', 0):.4f}, {summary.get('best_source')} weights)"]
     if summary.get("tensorboard"):
         lines.append(f"tensorboard     tensorboard --logdir {summary['tensorboard']}")
     if summary.get("copied"):

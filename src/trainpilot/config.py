@@ -201,9 +201,9 @@ class TrainConfig(_Strict):
                 "split for the monitored metric (macro-F1 when it is val_loss) and 0 unless it beats the raw "
                 "model there. No change when every class reached the loss equally. Evaluation, predict and the "
                 "ONNX export include it; off keeps the raw argmax. While it is on, each epoch is also scored with "
-                "the prior taken out at tau 1 (prior_corrected in metrics.jsonl), and best.pt is chosen, and the "
-                "controller judges its changes, on the better of that and the raw monitored accuracy or macro-F1 "
-                "(the fit chooses between both). [new]")
+                "the prior taken out at tau 1 (prior_corrected in metrics.jsonl), and the tuning controller judges "
+                "its changes on the better of that and the raw monitored accuracy or macro-F1 (the fit chooses "
+                "between both). [new]")
     test_time_augmentation: Literal["auto", "flips", "off"] = _f(
         "auto", "Average best.pt's class probabilities over each image and its three flips (4 forward passes). auto: "
                 "when, on validation, they score the monitored metric at least as well as one view and lower the "

@@ -60,12 +60,12 @@ def corrected_value(record: dict, monitor: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def selection_value(record: dict, monitor: str) -> float:
-    """An epoch's ``monitor`` as best.pt is chosen and changes are judged on it ("higher is better"): for
-    accuracy and macro-F1, the better of the raw value and the value with the training class prior taken out
-    at tau 1, where the epoch recorded that. The end-of-run fit (:mod:`trainpilot.priors`) chooses tau on the
-    same split with 0 and 1 among its choices, so this is what best.pt answers at the least; the raw value
-    alone would hold the prior against a run whose correction is still to come, and tau 1 alone over-corrects
-    a model that a sampler has partly rebalanced already."""
+def judged_value(record: dict, monitor: str) -> float:
+    """An epoch's ``monitor`` as the tuning controller judges a change on it ("higher is better"): for accuracy
+    and macro-F1, the better of the raw value and the value with the training class prior taken out at tau 1,
+    where the epoch recorded that. The end-of-run fit (:mod:`trainpilot.priors`) chooses tau with 0 and 1 among
+    its choices, so this is what the run answers at the least: a class-balance change competes with the
+    correction the run gets anyway. The raw value alone would hold the prior against the run; tau 1 alone
+    over-corrects a model that a sampler has partly rebalanced already."""
     value, raw = corrected_value(record, monitor), monitor_value(record, monitor)
     return raw if value is None else max(raw, value)

@@ -33,7 +33,7 @@ from trainpilot.engine.live import LiveChanges, resolve_class_weights
 from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
-from trainpilot.engine.metrics import confusion_matrix, monitor_value, selection_value, summarize
+from trainpilot.engine.metrics import confusion_matrix, monitor_value, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
@@ -311,7 +311,7 @@ class Trainer(LiveChanges, TrainerState):
             val_rec = self.validate(epoch)
             self.epoch = epoch
             improved = self._record(epoch, train_rec, val_rec)
-            self.schedule.after_epoch(selection_value(self.history[-1], self.cfg.monitor))
+            self.schedule.after_epoch(monitor_value(self.history[-1], self.cfg.monitor))
             self._run_hooks(epoch)
             self._fit_time_budget(epoch)
             if self.cfg.early_stopping and self.bad_epochs >= self.cfg.early_stopping_patience and self.stop_reason is None:
@@ -361,19 +361,17 @@ class Trainer(LiveChanges, TrainerState):
             for sink in self.sinks:
                 sink.emit(train_out)
                 sink.emit(val_out)
-        m = self.cfg.monitor
-        scored = {"raw": val_out}
+        raw_value = monitor_value(val_out, self.cfg.monitor)
+        ema_value = -math.inf
         if ema_full is not None:
-            scored["ema"] = {f"val_{k}": v for k, v in ema_full.items()} | {"prior_corrected": ema_full.get("prior_corrected")}
-        source = max(scored, key=lambda s: (selection_value(scored[s], m), s == "raw"))  # a tie goes to the raw weights
-        value = selection_value(scored[source], m)
+            ema_value = monitor_value({f"val_{k}": v for k, v in ema_full.items()}, self.cfg.monitor)
+        value, source = (ema_value, "ema") if ema_value > raw_value else (raw_value, "raw")
         chosen_loss = ema_full["loss"] if source == "ema" else val_out["loss"]
         chosen_loss = chosen_loss if math.isfinite(chosen_loss) else math.inf
         # On a small val set accuracy ties often; the tie goes to the lower val loss (the more confident model).
         improved = value > self.best["value"] or (value == self.best["value"] and chosen_loss < self.best.get("tie_loss", math.inf))
         if improved:
-            self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss,
-                         "prior_corrected": value > monitor_value(scored[source], m)}
+            self.best = {**self.best, "value": value, "epoch": epoch, "source": source, "tie_loss": chosen_loss}
         # Patience counts epochs in which neither the monitored metric nor val_loss improved: on a small
         # val set accuracy saturates and ties for many epochs while the model is still getting better.
         loss = val_out["loss"] if math.isfinite(val_out["loss"]) else math.inf
@@ -428,7 +426,6 @@ class Trainer(LiveChanges, TrainerState):
         last = last_val_record(self.history) or {}
         return {"session_id": self.session_id, "epochs": self.epoch, "best_epoch": self.best["epoch"],
                 "best_source": self.best["source"], "monitor": self.cfg.monitor,
-                "best_prior_corrected": bool(self.best.get("prior_corrected")),
                 "best_value": abs(self.best["value"]) if self.cfg.monitor == "val_loss" else self.best["value"],
                 "last_val_accuracy": last.get("accuracy"), "last_val_macro_f1": last.get("macro_f1"),
                 "stop_reason": self.stop_reason or "completed num_epochs", "status": self.status,

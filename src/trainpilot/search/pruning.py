@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from trainpilot.engine.metrics import selection_value
+from trainpilot.engine.metrics import monitor_value
 
 
 class PruningHook:
@@ -36,7 +36,7 @@ class PruningHook:
             return
         val = [r for r in trainer.history if r["phase"] == "val"]
         monitor = trainer.cfg.monitor
-        value = selection_value(val[-1], monitor)  # as best_value, the trial's result: higher is better
+        value = monitor_value(val[-1], monitor)  # "higher is better" (val_loss negated), as the study maximises
         if not math.isfinite(value):
             value = -1e9 if monitor == "val_loss" else 0.0
         self.trial.report(value, epoch)

@@ -41,7 +41,7 @@ from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
 from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
-from trainpilot.engine.metrics import corrected_value, selection_value
+from trainpilot.engine.metrics import corrected_value, judged_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
@@ -300,7 +300,7 @@ class TuningController:
             window = max(window, min(self.it.imbalance_evaluation_window, tr.cfg.num_epochs - epoch))
         record["evaluate_after_epochs"] = window
         metric = judge_metric(tr.cfg.monitor, tr.data.train_counts())
-        values = [selection_value(r, metric) for r in tr.history if r["phase"] == "val"]
+        values = [judged_value(r, metric) for r in tr.history if r["phase"] == "val"]
         finite = [v for v in values if math.isfinite(v)]
         diffs = [abs(b - a) for a, b in zip(finite[-6:], finite[-5:])]
         best = max(finite, default=0.0)
@@ -320,7 +320,7 @@ class TuningController:
         self.next_due = epoch  # the outcome is new evidence: the run is looked at again now
         record = self.records().get(p["adj_id"])
         metric = p.get("metric", tr.cfg.monitor)
-        after = [selection_value(r, metric) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
+        after = [judged_value(r, metric) for r in tr.history if r["phase"] == "val" and r["epoch"] > p["epoch"]]
         best_after = max(after, default=-math.inf)
         before = p["before"]
         sign = -1.0 if metric == "val_loss" else 1.0

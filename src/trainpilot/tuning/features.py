@@ -363,7 +363,7 @@ def _taken_for(row: dict, name: str) -> str | None:
 
 def _corrected_view(row: dict) -> dict | None:
     """A row's prior-corrected predictions when recorded and at least as good on macro-F1 as the raw ones (the
-    view the end-of-run fit would keep, as :func:`trainpilot.engine.metrics.selection_value` scores it)."""
+    view the end-of-run fit would keep, as :func:`trainpilot.engine.metrics.judged_value` scores it)."""
     c = row.get("corrected")
     if not (c and isinstance(c.get("per_class"), dict) and isinstance(c.get("confusion_matrix"), list)):
         return None
