@@ -196,14 +196,11 @@ class TrainConfig(_Strict):
     monitor: Literal["val_accuracy", "val_macro_f1", "val_loss"] = _f(
         "val_accuracy", "Validation metric for best.pt, early stopping and the tuning controller. (auto) [new]")
     logit_adjustment: Literal["auto", "off"] = _f(
-        "auto", "After training, take the class shares the loss saw (sampler x class weights) out of best.pt's "
-                "scores: tau x log(share) is subtracted from the logits, with tau in 0..2 chosen on the validation "
-                "split for the monitored metric (macro-F1 when it is val_loss) and 0 unless it beats the raw "
-                "model there. No change when every class reached the loss equally. Evaluation, predict and the "
-                "ONNX export include it; off keeps the raw argmax. While it is on, each epoch is also scored with "
-                "the prior taken out at tau 1 (prior_corrected in metrics.jsonl), and the tuning controller judges "
-                "its changes on the better of that and the raw monitored accuracy or macro-F1 (the fit chooses "
-                "between both). [new]")
+        "auto", "After training, subtract tau x log(share) from best.pt's logits (share: each class's part of the loss, "
+                "sampler x class weights; tau in 0..2 chosen on validation for the monitored metric, macro-F1 for val_loss, "
+                "0 unless it beats the raw model). Evaluation, predict and ONNX include it; off keeps the raw argmax. While "
+                "on, each epoch is also scored at tau 1 (prior_corrected), and the controller judges changes on the better "
+                "of that and the raw score. [new]")
     test_time_augmentation: Literal["auto", "flips", "off"] = _f(
         "auto", "Average best.pt's class probabilities over each image and its three flips (4 forward passes). auto: "
                 "when, on validation, they score the monitored metric at least as well as one view and lower the "
