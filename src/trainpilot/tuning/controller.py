@@ -41,7 +41,7 @@ from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
 from trainpilot.engine.events import AdjustmentStatus as S
 from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
-from trainpilot.engine.metrics import corrected_value, judged_value
+from trainpilot.engine.metrics import judged_value, monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
 from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
@@ -334,7 +334,7 @@ class TuningController:
         shown = lambda v: round(sign * v, 6) if math.isfinite(v) else None  # noqa: E731
         record["status"] = S.KEPT if keep else S.REVERTED
         record["outcome"] = {"decision": record["status"], "metric": metric,
-                             "prior_corrected": any(corrected_value(r, metric) is not None for r in tr.history
+                             "prior_corrected": any(judged_value(r, metric) > monitor_value(r, metric) for r in tr.history
                                                     if r["phase"] == "val" and r["epoch"] >= p["epoch"] - 1),
                              "before": shown(before),
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
