@@ -46,7 +46,7 @@ def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict:
     from trainpilot.config import build_config
     from trainpilot.engine.checkpoint import atomic_save, load_checkpoint
     from trainpilot.inference import _probabilities, load_trained
-    from trainpilot.priors import choose, metric_for, training_shares
+    from trainpilot.priors import choose, metric_for
 
     best = run_root / "checkpoints" / "best.pt"
     if not best.exists():
@@ -81,11 +81,11 @@ def adjust_best(run_root: Path, data_index, device, batch_size: int) -> dict:
         if choice.used:
             log_probs = flipped
     if cfg.logit_adjustment != "off":
-        from trainpilot.engine.live import resolve_class_weights
+        from trainpilot.engine.live import loss_shares
 
         train = dict(zip(data_index.classes, data_index.counts("train")))
         counts = [train.get(c, 0) for c in classes]
-        shares = training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
+        shares = loss_shares(cfg, counts, classes)
         adjustment = choose(log_probs, labels, shares, metric_for(cfg.monitor))
         ckpt["logit_adjustment"] = out["logit_adjustment"] = adjustment.to_dict()
         if adjustment.tau > 0:

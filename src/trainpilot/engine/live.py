@@ -58,6 +58,14 @@ def resolve_class_weights(cfg: TrainConfig, counts: list[int], classes: list[str
     return compute_class_weights(sampled_counts(counts, cfg.sampler), classes, cfg.weight_strategy, cfg.class_weights)
 
 
+def loss_shares(cfg: TrainConfig, counts: list[int], classes: list[str]) -> torch.Tensor:
+    """How much of the loss each class makes under ``cfg``'s sampler and class weights (see
+    :func:`trainpilot.priors.training_shares`)."""
+    from trainpilot.priors import training_shares
+
+    return training_shares(counts, cfg.sampler, resolve_class_weights(cfg, counts, classes), classes)
+
+
 def restart_keys(cfg: TrainConfig, changes: dict[str, Any]) -> list[str]:
     """The keys in ``changes`` that need a warm restart (they differ from ``cfg``)."""
     return [k for k in RESTART_KEYS if k in changes and changes[k] != getattr(cfg, k)]

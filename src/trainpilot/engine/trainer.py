@@ -29,7 +29,7 @@ from trainpilot.data.images import Geometry
 from trainpilot.data.prepare import PreparedData, SplitData
 from trainpilot.data.weights import sampling_weights
 from trainpilot.engine import label_filter
-from trainpilot.engine.live import LiveChanges, resolve_class_weights
+from trainpilot.engine.live import LiveChanges, loss_shares
 from trainpilot.engine.budget import epochs_that_fit, recent_epoch_seconds
 from trainpilot.engine.dist import DistContext
 from trainpilot.engine.events import last_val_record
@@ -37,7 +37,7 @@ from trainpilot.engine.metrics import confusion_matrix, monitor_value, summarize
 from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
-from trainpilot.priors import prior_bias, training_shares
+from trainpilot.priors import prior_bias
 
 
 EMA_EVERY = 4  # optimizer steps per EMA update (with decay**4): the same average for a quarter of the cost
@@ -248,10 +248,7 @@ class Trainer(LiveChanges, TrainerState):
         the loss equally often or logit_adjustment is off."""
         if self.cfg.logit_adjustment == "off":
             return None
-        counts = self.data.train_counts()
-        shares = training_shares(counts, self.cfg.sampler, resolve_class_weights(self.cfg, counts, self.class_names),
-                                 self.class_names)
-        bias = prior_bias(shares)
+        bias = prior_bias(loss_shares(self.cfg, self.data.train_counts(), self.class_names))
         return None if bias is None else bias.float().to(self.device)
 
     @torch.inference_mode()
@@ -289,7 +286,7 @@ class Trainer(LiveChanges, TrainerState):
                "val_loss": raw["loss"], "val_accuracy": raw["accuracy"], "val_macro_f1": raw["macro_f1"],
                "ema_loss": None, "ema_accuracy": None, "ema_macro_f1": None}
         if self.ema is not None:
-            ema = self.evaluate(self.ema.module, self.data.val, bias)
+            ema = self.evaluate(self.ema.module, self.data.val)
             rec.update(ema_loss=ema["loss"], ema_accuracy=ema["accuracy"], ema_macro_f1=ema["macro_f1"])
             rec["_ema_full"] = ema
         rec["eval_seconds"] = time.perf_counter() - start

@@ -177,8 +177,8 @@ class Features:
     zero_recall_classes: int = 0
     at_baseline: bool = False          # predicts (almost) only one class: no better than the majority baseline
     minority_zero_epochs: int = 0      # epochs in a row the minority class had recall 0
-    # the class features above read the val predictions with the training prior taken out (tau 1), as best.pt's
-    # logit adjustment delivers them, when the run records them (imbalanced shares, logit_adjustment on)
+    # the class features above read the val predictions with the training prior taken out (tau 1), where the run
+    # records them (unequal shares, logit_adjustment on) and they score at least as well as the raw ones
     prior_corrected: bool = False
     minority_recalls: list[float] = field(default_factory=list, repr=False)  # per epoch, in the same view
     # 1 - train accuracy / the accuracy the model has on val, weighted as the sampler draws the classes: the
