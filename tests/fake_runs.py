@@ -51,15 +51,16 @@ def adjustment(epoch: int, status: str, adj_id: str | None = None, key: str = "l
            if status != "no_change" else [],
            "notes": [], "status": status, "outcome": None, "evaluate_after_epochs": 2}
     if status in ("kept", "reverted"):
+        judged = Msg("outcome.within_noise" if status == "kept" else "outcome.below_noise", {"metric": "val_accuracy"})
         rec["outcome"] = {"decision": status, "metric": "val_accuracy", "before": 0.8, "after": 0.82 if status == "kept" else 0.7,
                           "noise_margin": 0.01, "delta": 0.02 if status == "kept" else -0.1, "evaluated_at_epoch": epoch + 2,
-                          "why": "judged"}
+                          "why": judged.render("en"), "why_msg": judged.to_dict()}
     return rec
 
 
 def make_run(runs_dir: Path, name: str, epochs: int = 10, adjustments: list[dict] | None = None, state: str = "completed",
              classes: list[str] | None = None, mode: str = "auto", model: str = "resnet18", seed: int = 0,
-             num_epochs: int | None = None) -> Path:
+             num_epochs: int | None = None, test: tuple[float, float] = (0.91, 0.9)) -> Path:
     """A run directory as the engine writes it. ``state='running'`` marks this process as its trainer."""
     classes = classes or CLASSES
     root = Path(runs_dir) / name
@@ -80,7 +81,7 @@ def make_run(runs_dir: Path, name: str, epochs: int = 10, adjustments: list[dict
     (root / "status.json").write_text(json.dumps(status), encoding="utf-8")
     if state == "completed":
         (root / "summary.json").write_text(json.dumps({"stop_reason": "completed num_epochs", "final": {
-            "test": {"accuracy": 0.91, "macro_f1": 0.9, "num_images": 40}},
+            "test": {"accuracy": test[0], "macro_f1": test[1], "num_images": 40}},
             "test_time_augmentation": {"used": True}, "logit_adjustment": {"tau": 0.75}}), encoding="utf-8")
         (root / "checkpoints" / "best.pt").write_bytes(b"")
     (root / "checkpoints" / "last.pt").write_bytes(b"")

@@ -64,6 +64,9 @@ def test_runs_list_and_run_detail(client):
     assert card_zh["states"][0]["evidence"][0].startswith("最近 3 轮 val_accuracy 提升不足 1%")
     assert card_en["rejected"][0]["reason"] == "4096 is outside the allowed range [1, 1024]"
     assert card_zh["rejected"][0]["reason"] == "4096 超出允许范围 [1, 1024]"
+    kept_en, kept_zh = (next(a for a in x["adjustments"] if a["status"] == "kept") for x in (d, zh))
+    assert kept_en["outcome"]["why"].startswith("val_accuracy is within the noise margin")
+    assert kept_zh["outcome"]["why"] == "val_accuracy 不低于改动前的最佳值（或差距在噪声容限内）"
     assert zh["scoring"] == "4 个视图（测试时翻转） · 类别先验校正 tau 0.75"
 
 
@@ -222,6 +225,7 @@ def test_resume_runs_train_resume(client, runs, monkeypatch):
 def test_compare_overlays_and_diffs(client):
     d = client.get("/api/compare?run=done&run=other").json()
     assert [r["id"] for r in d["runs"]] == ["done", "other"]
+    assert [(r["run"], r["test_accuracy"]) for r in d["results"]] == [("done", 0.91), ("other", 0.91)]
     keys = {row["key"]: row["values"] for row in d["diff"]}
     assert keys["model_name"] == ["resnet18", "mobilenetv3_small_050"] and keys["num_epochs"] == [12, 4]
     assert client.get("/api/compare?run=done").status_code == 400

@@ -93,7 +93,7 @@ def runs_dir(tmp_path_factory, tiny_data):
         "file,label,suggested,p_label,p_suggested\n" + "".join(
             f"{f.relative_to(tiny_data).as_posix()},{f.parent.name},other,0.0{i + 1},0.9\n" for i, f in enumerate(first)),
         encoding="utf-8-sig")
-    make_run(d, "mobilenet_small", epochs=24, model="mobilenetv3_small_100", seed=2)
+    make_run(d, "mobilenet_small", epochs=24, model="mobilenetv3_small_100", seed=2, test=(0.93, 0.88))
     make_run(d, "effnet_crashed", epochs=7, num_epochs=40, model="tf_efficientnet_lite0", state="crashed", seed=3)
     return d
 
@@ -268,6 +268,10 @@ def test_zh_switch_and_the_dark_theme(page, server, live, shots):
     page.screenshot(path=shots / "run.png", full_page=True)
     page.goto(f"{server}/compare?run=resnet18_baseline&run=mobilenet_small")
     page.wait_for_selector("#cmp-diff table")
+    # each run's results side by side, the better test score of each column in bold
+    bold = dict(page.eval_on_selector_all("#cmp-results tbody tr", "rows => rows.map(r => [r.dataset.run, "
+                                          "[5, 6].map(i => r.children[i].querySelector('b')?.textContent || null)])"))
+    assert bold == {"resnet18_baseline": [None, "0.9"], "mobilenet_small": ["0.93", None]}
     page.screenshot(path=shots / "compare.png", full_page=True)
 
 

@@ -198,9 +198,9 @@ class TuningController:
             record = self.records().get(self.pending["adj_id"], {})
             if record.get("trigger") == "emergency":
                 # the pending change is itself a divergence remedy: keep it and add another one
-                self._judge(tr, epoch, force_keep="superseded by a further emergency remedy")
+                self._judge(tr, epoch, force_keep=Msg("outcome.superseded"))
                 return False
-            self._judge(tr, epoch, force_revert="the loss became non-finite or exploded after this change")
+            self._judge(tr, epoch, force_revert=Msg("outcome.exploded"))
             return True
         if has_nonfinite_weights(tr.model) and self.run.last.exists():
             tr.restore(load_checkpoint(self.run.last))
@@ -314,8 +314,8 @@ class TuningController:
                         "before": max(finite, default=-math.inf), "margin": margin, "snapshot": str(snapshot_path),
                         "metric": metric, "refinement": strict}
 
-    def _judge(self, tr: "Trainer", epoch: int, force_revert: str | None = None,
-               force_keep: str | None = None) -> None:
+    def _judge(self, tr: "Trainer", epoch: int, force_revert: Msg | None = None,
+               force_keep: Msg | None = None) -> None:
         p, self.pending = self.pending, None
         self.next_due = epoch  # the outcome is new evidence: the run is looked at again now
         record = self.records().get(p["adj_id"])
@@ -340,7 +340,9 @@ class TuningController:
                              "after": shown(best_after), "noise_margin": round(p["margin"], 6),
                              "rule": "new_best" if p.get("refinement") else "within_noise",
                              "delta": round(sign * (best_after - before), 6) if math.isfinite(best_after) and math.isfinite(before) else None,
-                             "evaluated_at_epoch": epoch, "why": force_revert or force_keep or _why(metric, keep, p)}
+                             "evaluated_at_epoch": epoch}
+        why = force_revert or force_keep or _why(metric, keep, p)
+        record["outcome"].update(why=why.render("en"), why_msg=why.to_dict())
         self._save(record, tr.history)
 
     def _apply_user_decisions(self, tr: "Trainer", epoch: int) -> None:
@@ -382,12 +384,10 @@ class TuningController:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _why(metric: str, keep: bool, pending: dict) -> str:
+def _why(metric: str, keep: bool, pending: dict) -> Msg:
     if pending.get("refinement"):  # refinement_keep=new_best
-        return (f"{metric} reached the pre-change best (a refinement of a run that was not broken must)" if keep else
-                f"{metric} did not reach the pre-change best, which a refinement of a run that was not broken must")
-    return (f"{metric} is within the noise margin of, or above, the pre-change best" if keep
-            else f"{metric} fell below the pre-change best by more than the noise margin")
+        return Msg("outcome.reached_best" if keep else "outcome.missed_best", {"metric": metric})
+    return Msg("outcome.within_noise" if keep else "outcome.below_noise", {"metric": metric})
 
 
 def judge_metric(monitor: str, train_counts: list[int]) -> str:

@@ -33,6 +33,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reason.collapse": ("Early analysis at epoch {at}: the model answers (almost) only the majority class, and nothing "
                         "balances the class counts yet.", "第 {at} 轮的提前分析：模型（几乎）只回答多数类，且尚无任何类别"
                         "平衡措施。"),
+    # -- why a change was kept or rolled back ---------------------------------------------------------------
+    "outcome.within_noise": ("{metric} is within the noise margin of, or above, the pre-change best",
+                             "{metric} 不低于改动前的最佳值（或差距在噪声容限内）"),
+    "outcome.below_noise": ("{metric} fell below the pre-change best by more than the noise margin",
+                            "{metric} 比改动前的最佳值低出噪声容限以上"),
+    "outcome.reached_best": ("{metric} reached the pre-change best (a refinement of a run that was not broken must)",
+                             "{metric} 达到了改动前的最佳值（对未出故障的训练所做的改进须达到）"),
+    "outcome.missed_best": ("{metric} did not reach the pre-change best, which a refinement of a run that was not "
+                            "broken must", "{metric} 未达到改动前的最佳值，而对未出故障的训练所做的改进须达到"),
+    "outcome.superseded": ("superseded by a further emergency remedy", "被后续的紧急补救措施取代"),
+    "outcome.exploded": ("the loss became non-finite or exploded after this change", "此改动后损失变为非有限值或急剧增大"),
     # -- why the action schema rejected a proposed change (the English text is what the run records) ----------
     "reject.number": ("expected a number, got {got}", "应为数字，实际为 {got}"),
     "reject.number_none": ("expected a number, got nothing", "应为数字，但没有给出值"),

@@ -15,7 +15,7 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
-from trainpilot.tuning.messages import reason_in, render_findings, state_label
+from trainpilot.tuning.messages import reason_in, render_findings, render_stored, state_label
 from trainpilot.ui.i18n import strings
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
@@ -85,7 +85,8 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
             "rejected": [{**x, "reason": reason_in(x, lang)} for x in adj.get("rejected") or [] if isinstance(x, dict)],
             "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
-            "outcome": outcome, "decision": decision, "report": reports.get(str(adj.get("adj_id")))}
+            "outcome": outcome and {**outcome, "why": render_stored(outcome.get("why_msg"), lang, str(outcome.get("why") or ""))},
+            "decision": decision, "report": reports.get(str(adj.get("adj_id")))}
 
 
 def series(rows: list[EpochRow]) -> dict[str, list]:
@@ -194,7 +195,7 @@ def _thumb(root: str, file: str) -> str | None:
 
 
 def compare(runs: list[Run]) -> dict:
-    """Val curves of each run and the config keys that differ between any of them."""
+    """Val curves of each run, its results (the Runs page's row), and the config keys that differ between any of them."""
     curves = [{"id": r.id, "monitor": r.monitor, **series(r.rows)} for r in runs]
     keys: dict[str, None] = {}
     for other in runs[1:]:
@@ -202,4 +203,4 @@ def compare(runs: list[Run]) -> dict:
             keys.setdefault(key)
     flat = [flat_config(r.config) for r in runs]
     diff = [{"key": k, "values": [f.get(k, "(absent)") for f in flat]} for k in sorted(keys)]
-    return {"runs": curves, "diff": diff}
+    return {"runs": curves, "results": runs_table(runs), "diff": diff}

@@ -54,6 +54,14 @@ function statusBadge(state) {
   return `<span class="badge ${esc(state)}">${esc(T["st." + state] || state)}</span>`;
 }
 
+function adjustmentPills(r) {  // a run row's kept / reverted / pending adjustments
+  const parts = [];
+  if (r.kept) parts.push(`<span class="pill kept" title="${esc(T["adj.kept"])}">${r.kept} ✓</span>`);
+  if (r.reverted) parts.push(`<span class="pill reverted" title="${esc(T["adj.reverted"])}">${r.reverted} ↩</span>`);
+  if (r.pending) parts.push(`<span class="pill pending" title="${esc(T["adj.pending"])}">${r.pending} …</span>`);
+  return parts.join("") || '<span class="sub">–</span>';
+}
+
 function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
 document.getElementById("theme-switch").addEventListener("click", () => {

@@ -7,14 +7,6 @@
   const fText = document.getElementById("f-text"), fStatus = document.getElementById("f-status"),
         fModel = document.getElementById("f-model"), compareBtn = document.getElementById("compare-btn");
 
-  function adjustments(r) {
-    const parts = [];
-    if (r.kept) parts.push(`<span class="pill kept" title="${esc(T["adj.kept"])}">${r.kept} ✓</span>`);
-    if (r.reverted) parts.push(`<span class="pill reverted" title="${esc(T["adj.reverted"])}">${r.reverted} ↩</span>`);
-    if (r.pending) parts.push(`<span class="pill pending" title="${esc(T["adj.pending"])}">${r.pending} …</span>`);
-    return parts.join("") || '<span class="sub">–</span>';
-  }
-
   function render() {
     const text = fText.value.toLowerCase(), st = fStatus.value, model = fModel.value;
     const shown = rows.filter(r => (!st || r.status === st) && (!model || r.model === model) &&
@@ -34,7 +26,7 @@
       <td class="num">${fmt(r.last)}</td>
       <td class="num">${r.test_accuracy !== null && r.test_accuracy !== undefined ? fmt(r.test_accuracy) +
         ` <span class="sub">F1 ${fmt(r.test_macro_f1, 3)}</span>` : "–"}</td>
-      <td class="num">${adjustments(r)}</td>
+      <td class="num">${adjustmentPills(r)}</td>
       <td class="num">${when(r.started)}</td><td class="num">${duration(r.duration_s)}</td></tr>`).join("");
     document.getElementById("runs-empty").hidden = rows.length > 0;
     document.getElementById("run-count").textContent = rows.length ? `${shown.length}/${rows.length}` : "";
