@@ -13,6 +13,7 @@ from pathlib import Path
 
 from trainpilot.config import TrainConfig
 from trainpilot.tuning.messages import Msg
+from trainpilot.text import recorded_notes
 
 CLASSES = ["划痕", "污点", "异物", "ok"]
 
@@ -50,6 +51,8 @@ def adjustment(epoch: int, status: str, adj_id: str | None = None, key: str = "l
            "rejected": [{"key": "batch_size", "value": 4096, "reason": too_big.render("en"), "reason_msg": too_big.to_dict()}]
            if status != "no_change" else [],
            "notes": [], "status": status, "outcome": None, "evaluate_after_epochs": 2}
+    if status in ("kept", "reverted", "applied") and key == "learning_rate":
+        rec.update(recorded_notes([Msg("note.peak_lr", {"lr": f"{new:g}"})], "apply_notes"))
     if status in ("kept", "reverted"):
         judged = Msg("outcome.within_noise" if status == "kept" else "outcome.below_noise", {"metric": "val_accuracy"})
         rec["outcome"] = {"decision": status, "metric": "val_accuracy", "before": 0.8, "after": 0.82 if status == "kept" else 0.7,

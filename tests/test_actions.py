@@ -164,7 +164,7 @@ def test_consistency_auto_fixes_notes_and_rejections():
     smooth = run(("label_smoothing", 0.2))
     assert smooth.updates == {"label_smoothing": 0.2, "label_smoothing_enabled": True}
     note = run(("mixup_alpha", 0.4))
-    assert note.updates == {"mixup_alpha": 0.4} and "no effect until it is enabled" in note.notes[0]
+    assert note.updates == {"mixup_alpha": 0.4} and "no effect until it is enabled" in note.notes[0].render()
     intent = run(("mixup_alpha", 0.4, "enable mixup to regularize"))
     assert intent.updates["advanced_augmentation_enabled"] is True
     odd = run(("advanced_augmentation_enabled", True), ("batch_size", 33))
@@ -178,7 +178,7 @@ def test_consistency_auto_fixes_notes_and_rejections():
     accum = run(("gradient_accumulation_steps", 8), cfg=build_config({}))
     assert accum.updates == {"gradient_accumulation_steps": 8, "gradient_accumulation_enabled": True}
     onecycle = run(("lr_scheduler", "onecyclelr"))
-    assert onecycle.updates == {"lr_scheduler": "OneCycleLR"} and "own warm-up" in onecycle.notes[0]
+    assert onecycle.updates == {"lr_scheduler": "OneCycleLR"} and "own warm-up" in onecycle.notes[0].render()
 
 
 def test_parse_seed_suggestions_format():

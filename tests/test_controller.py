@@ -14,6 +14,7 @@ from trainpilot.engine.rundir import read_jsonl
 from trainpilot.tuning.actions import Proposal
 from trainpilot.tuning.advisors import Advisor
 from trainpilot.tuning.controller import TuningController
+from trainpilot.text import notes_in
 
 IT = {"enabled": True, "min_epochs_before_analysis": 1, "analysis_interval": 1, "evaluation_window": 1,
       "cooldown_epochs": 0, "divergence_threshold": 100.0}  # tiny sets are noisy: no emergencies here
@@ -66,7 +67,7 @@ def test_live_changes_reach_every_part(tiny_cfg, tmp_path):
     assert t.ema.decay == 0.9 and t.mixup is not None and t.loss_fn.class_weights is not None
     assert t.cfg.class_weights and t.steps_per_epoch() == -(-t.batches_per_epoch() // 2)
     result = t.apply_changes({"optimizer": "SGD", "batch_size": 4})
-    assert isinstance(t.optimizer, torch.optim.SGD) and "warm restart" in result.notes[0] and "new optimizer" in result.notes[0]
+    assert isinstance(t.optimizer, torch.optim.SGD) and "warm restart" in result.notes[0].render() and "new optimizer" in result.notes[0].render()
     assert sorted(result.restart) == ["batch_size", "optimizer"] and result.ramp_epochs >= 1
 
 
@@ -78,7 +79,7 @@ def test_schedule_warm_restart_keeps_the_optimizer_state(tiny_cfg, tmp_path):
     t.epoch = 1
     opt, moments = t.optimizer, {k: v["exp_avg"].clone() for k, v in t.optimizer.state.items()}
     result = t.apply_changes({"lr_scheduler": "CosineAnnealingLR", "learning_rate": 0.01, "weight_decay": 0.02})
-    assert t.optimizer is opt and "optimizer state kept" in result.notes[0] and result.restart == ["lr_scheduler"]
+    assert t.optimizer is opt and "optimizer state kept" in result.notes[0].render() and result.restart == ["lr_scheduler"]
     assert all(torch.equal(t.optimizer.state[k]["exp_avg"], v) for k, v in moments.items()) and moments
     assert t.schedule.warmup >= t.steps_per_epoch() and t.schedule.peak_lr == 0.01
     assert any(g["weight_decay"] == 0.02 for g in t.optimizer.param_groups)
@@ -95,7 +96,7 @@ def test_a_switch_onto_imagenet_weights_is_a_warm_restart_that_rolls_back(tiny_c
     result = t.apply_changes({"use_pretrained": True})
     donor, info = build_model(build_config({"model_name": "tf_efficientnet_lite0", "use_pretrained": True}), 3)
     assert torch.equal(t.model.conv_stem.weight, donor.conv_stem.weight) and not t.optimizer.state
-    assert result.restart == ["use_pretrained"] and "packaged ImageNet weights" in " ".join(result.notes)
+    assert result.restart == ["use_pretrained"] and "packaged ImageNet weights" in " ".join(n.render() for n in result.notes)
     assert t.model_info["weights"].startswith("packaged") and float(t.augment.mean.flatten()[0]) == pytest.approx(127.5)
     assert torch.equal(t.ema.module.conv_stem.weight, donor.conv_stem.weight)
     t.train_one_epoch(2)
@@ -448,7 +449,10 @@ def test_a_collapsed_run_restarts_from_its_initial_weights_with_the_lower_lr(tin
     # a fresh start: a new schedule over the epochs left, warming up again over at least one epoch
     left = t.cfg.num_epochs - 1
     assert t.schedule.total_steps == spe * left and t.schedule.warmup >= spe and t.schedule.step_count == 0
-    assert f"remaining {left} epochs" in rec["apply_notes"][0]
+    assert f"remaining {left} epochs" in rec["apply_notes"][1]
+    # each note is kept with its key too: the dashboard shows it in the reader's language
+    assert [m["key"] for m in rec["apply_notes_msg"]][:2] == ["note.reset", "note.schedule_again"]
+    assert notes_in(rec, "apply_notes", "zh")[1] == f"学习率调度在剩余 {left} 轮上重新开始，预热 {t.schedule.warmup} 步"
     ctl.pending = None
     with torch.no_grad():
         for p in t.model.parameters():

@@ -297,3 +297,16 @@ def test_plot_confusion_matrix_writes_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     path = plot_confusion_matrix([[5, 1], [2, 7]], ["划痕", "污点"], tmp_path / "cm_zh.png")
     assert path.stat().st_size > 0
+
+
+def test_every_message_says_the_same_in_both_languages():
+    """Each catalogue sentence (the controller's and the engine's) fills the same fields in English and Chinese,
+    so a record kept with its key renders in either language."""
+    import string
+
+    import trainpilot.tuning.messages  # noqa: F401  (fills the catalogue, the engine's notes included)
+    from trainpilot.text import CATALOGUE
+
+    fields = lambda s: {f for _, f, _, _ in string.Formatter().parse(s) if f}  # noqa: E731
+    assert {"note.reset", "note.schedule_again", "outcome.within_noise"} <= set(CATALOGUE)
+    assert not [k for k, (en, zh) in CATALOGUE.items() if fields(en) != fields(zh)]

@@ -67,6 +67,8 @@ def test_runs_list_and_run_detail(client):
     kept_en, kept_zh = (next(a for a in x["adjustments"] if a["status"] == "kept") for x in (d, zh))
     assert kept_en["outcome"]["why"].startswith("val_accuracy is within the noise margin")
     assert kept_zh["outcome"]["why"] == "val_accuracy 不低于改动前的最佳值（或差距在噪声容限内）"
+    assert kept_en["notes"] == ["peak lr set to 0.0005; the schedule's shape continues from its current point"]
+    assert kept_zh["notes"] == ["峰值学习率设为 0.0005；调度曲线从当前位置继续"]
     assert zh["scoring"] == "4 个视图（测试时翻转） · 类别先验校正 tau 0.75"
 
 

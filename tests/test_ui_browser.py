@@ -250,6 +250,9 @@ def test_zh_switch_and_the_dark_theme(page, server, live, shots):
     page.click("#lang-switch")
     page.wait_for_selector("text=参数调整")
     assert "训练记录" in page.inner_text(".topbar") and "已保留" in page.inner_text("#timeline")
+    # the whole card reads in Chinese: why the change was kept and how it took effect too
+    kept = page.locator("#timeline .card.kept", has_text="lr ÷2").inner_text()
+    assert "不低于改动前的最佳值" in kept and "峰值学习率设为 0.0005" in kept and "说明" in kept
     assert "best.pt 推理 4 个视图（测试时翻转） · 类别先验校正 tau 0.75" in page.inner_text("#run-meta")
     page.screenshot(path=shots / "run_zh.png", full_page=True)
     page.click("#lang-switch")

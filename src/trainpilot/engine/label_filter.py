@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+import trainpilot.engine.notes  # noqa: F401  (the note.* sentences join the catalogue)
 from trainpilot.suspects import confident_suspects
+from trainpilot.text import Msg
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -80,9 +82,9 @@ def train_probabilities(tr: "Trainer") -> torch.Tensor:
     return torch.cat(out)
 
 
-def refresh(tr: "Trainer") -> str | None:
-    """Score the training images when due; a one-line note of what is left out (also kept in the run's
-    summary), or None."""
+def refresh(tr: "Trainer") -> Msg | None:
+    """Score the training images when due; a note of what is left out (its English text also kept in the
+    run's summary), or None."""
     flt = tr.label_filter
     if not tr.cfg.drop_suspect_labels:
         flt.clear()
@@ -90,7 +92,6 @@ def refresh(tr: "Trainer") -> str | None:
     if not flt.due(tr.epoch):
         return None
     flt.keep, flt.scored_at = keep_mask(train_probabilities(tr), tr.data.train.labels), tr.epoch
-    note = (f"drop_suspect_labels: {flt.left_out} of {len(flt.keep)} training images left out after epoch {tr.epoch} "
-            f"(their label is confidently contradicted)")
-    tr.filter_notes.append(note)
+    note = Msg("note.left_out", {"n": flt.left_out, "m": len(flt.keep), "e": tr.epoch})
+    tr.filter_notes.append(note.render("en"))
     return note

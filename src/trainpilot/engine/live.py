@@ -16,10 +16,12 @@ from timm.data import Mixup
 
 from trainpilot.config import TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
+import trainpilot.engine.notes  # noqa: F401  (the note.* sentences join the catalogue)
 from trainpilot.engine import label_filter
 from trainpilot.engine.loss import ClassificationLoss
 from trainpilot.engine.optim import LRSchedule, build_optimizer, set_weight_decay
 from trainpilot.models import build_model, set_dropout
+from trainpilot.text import Msg
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -42,10 +44,10 @@ class ApplyResult:
 
     ``restart``: the keys applied by a warm restart (empty when everything was live);
     ``ramp_epochs``: epochs the restart's lr ramp takes, after which a change can be judged;
-    ``notes``: one sentence per change for the adjustment report.
+    ``notes``: one sentence per change for the adjustment record (see :mod:`trainpilot.engine.notes`).
     """
 
-    notes: list[str] = field(default_factory=list)
+    notes: list[Msg] = field(default_factory=list)
     restart: list[str] = field(default_factory=list)
     ramp_epochs: int = 0
 
@@ -98,13 +100,13 @@ class LiveChanges:
             self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.mixup_alpha, switch_prob=cfg.cutmix_prob,
                                label_smoothing=smoothing, num_classes=len(self.class_names))
 
-    def load_pretrained_weights(self: "Trainer") -> str:
+    def load_pretrained_weights(self: "Trainer") -> Msg:
         """Switch the model onto its ImageNet weights (a new head, a fresh EMA) and their normalisation."""
         donor, info = build_model(self.cfg, len(self.class_names))
         self.model.load_state_dict(donor.state_dict())
         self.set_model_info(info)
         self.fresh_ema()
-        return f"model switched onto {info['weights']} (new classifier head, fresh optimizer and EMA)"
+        return Msg("note.pretrained", {"weights": info["weights"]})
 
     def set_model_info(self: "Trainer", info: dict) -> None:
         """The model's weights source and input normalisation (they change with its weights)."""
@@ -157,21 +159,19 @@ class LiveChanges:
             set_weight_decay(self.optimizer, self.cfg.weight_decay)
         if restart:
             self.rebuild_schedule(keep_progress=False)
-            notes.append(f"warm restart from the current weights for {', '.join(restart)}: "
-                         f"{'new optimizer' if fresh else 'optimizer state kept'}, {self.cfg.lr_scheduler} schedule "
-                         f"over the remaining {self.cfg.num_epochs - self.epoch} epochs, warming up over "
-                         f"{self.schedule.warmup} steps")
+            notes.append(Msg("note.restart_fresh" if fresh else "note.restart_kept",
+                             {"keys": ", ".join(restart), "sched": self.cfg.lr_scheduler,
+                              "n": self.cfg.num_epochs - self.epoch, "w": self.schedule.warmup}))
         else:
             if any(k in changes for k in SCHEDULE_KEYS):
                 self.rebuild_schedule(keep_progress=True)
-                notes.append("lr schedule re-planned for the new number of optimizer steps")
+                notes.append(Msg("note.replanned"))
             if "learning_rate" in changes:
-                notes.append(f"peak lr set to {self.cfg.learning_rate:g}; the schedule's shape continues from its "
-                             f"current point")
+                notes.append(Msg("note.peak_lr", {"lr": f"{self.cfg.learning_rate:g}"}))
         self.sync_modules()
         if "drop_suspect_labels" in changes and (note := label_filter.refresh(self)):
             notes.append(note)
         if self.cfg.use_class_weights and self.cfg.class_weights:
-            notes.append("class weights in use: " + ", ".join(f"{k}={v:g}" for k, v in self.cfg.class_weights.items()))
+            notes.append(Msg("note.class_weights", {"weights": ", ".join(f"{k}={v:g}" for k, v in self.cfg.class_weights.items())}))
         ramp = math.ceil(self.schedule.warmup / max(1, self.steps_per_epoch())) if restart else 0
         return ApplyResult(notes=notes, restart=restart, ramp_epochs=ramp)

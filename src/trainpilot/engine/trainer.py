@@ -38,6 +38,7 @@ from trainpilot.engine.optim import LRSchedule, build_optimizer
 from trainpilot.engine.precision import Precision
 from trainpilot.engine.state import TrainerState
 from trainpilot.priors import prior_bias
+from trainpilot.text import Msg
 
 
 EMA_EVERY = 4  # optimizer steps per EMA update (with decay**4): the same average for a quarter of the cost
@@ -393,7 +394,7 @@ class Trainer(LiveChanges, TrainerState):
             self._commands.append((name, args))
 
     # -- the controller's interface ------------------------------------------------------------------
-    def reset_weights(self, _replay: bool = False) -> str:
+    def reset_weights(self, _replay: bool = False) -> Msg:
         """Back to the initial weights, with a fresh optimizer state and EMA, and a new lr schedule (warmup
         included) over the epochs that remain: a fresh start at the schedule's peak would take full-size
         Adam steps on the restored weights at once. Returns a note of the new schedule."""
@@ -404,8 +405,7 @@ class Trainer(LiveChanges, TrainerState):
         self.fresh_ema()
         self.optimizer = build_optimizer(self.model, self.cfg)
         self.rebuild_schedule(keep_progress=False)
-        return (f"the lr schedule starts again over the remaining {self.cfg.num_epochs - self.epoch} epochs, "
-                f"warming up over {self.schedule.warmup} steps")
+        return Msg("note.schedule_again", {"n": self.cfg.num_epochs - self.epoch, "w": self.schedule.warmup})
 
     def fresh_ema(self) -> None:
         """A new EMA of the current weights (after they were replaced wholesale)."""

@@ -233,7 +233,7 @@ class Validated:
     rejected: list[dict] = field(default_factory=list)
     new_config: TrainConfig | None = None
     unchanged: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    notes: list[Msg] = field(default_factory=list)
 
     @property
     def auto_fixes(self) -> list[dict]:
@@ -305,7 +305,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
     cur = cfg.to_dict()
     fixes: list[dict] = []
     rejects: dict[str, Msg | str] = {}
-    notes: list[str] = []
+    notes: list[Msg] = []
     fixes_map: dict[str, Any] = {}
 
     def val(key: str) -> Any:
@@ -335,7 +335,7 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
             fix("class_weights", weights, Msg("fix.weights" if sampler == "shuffle" else "fix.weights_drawn",
                                               {"counts": counts, "sampler": sampler, "strategy": strategy}))
         elif "class_weights" not in acc:
-            notes.append("class weights will be computed by the trainer from the training counts")
+            notes.append(Msg("note.weights_by_trainer"))
     acc_keys = {"gradient_accumulation_steps", "gradient_accumulation_enabled"} & set(acc)
     if acc_keys:
         steps, enabled = val("gradient_accumulation_steps"), val("gradient_accumulation_enabled")
@@ -354,14 +354,14 @@ def _consistency(acc: dict[str, dict], cfg: TrainConfig, train_counts: list[int]
             if _ENABLE_INTENT.search(acc[k]["reason"] or ""):
                 fix("advanced_augmentation_enabled", True, Msg("fix.mixup_on", {"key": k}))
             else:
-                notes.append(f"{k} changed while advanced_augmentation_enabled is false: no effect until it is enabled")
+                notes.append(Msg("note.mixup_inactive", {"key": k}))
     if val("advanced_augmentation_enabled") and val("batch_size") % 2 and (
             {"advanced_augmentation_enabled", "batch_size"} & (set(acc) | set(fixes_map))):
         reason = Msg("reject.odd_batch", {"bs": val("batch_size")})
         for k in ({"advanced_augmentation_enabled", "batch_size", "mixup_alpha", "cutmix_prob"} & set(acc)):
             rejects[k] = reason
     if acc.get("lr_scheduler", {}).get("new") == "OneCycleLR" and cfg.warmup_enabled:
-        notes.append("OneCycleLR has its own warm-up phase; the separate warmup is not used with it")
+        notes.append(Msg("note.onecycle_warmup"))
     if "gradient_clipping_value" in acc and not val("gradient_clipping"):
         fix("gradient_clipping", True, Msg("fix.clipping_on"))
     return fixes, rejects, notes

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from trainpilot.engine.events import AdjustmentStatus
 from trainpilot.jsonio import append_jsonl
+from trainpilot.text import recorded_notes
 from trainpilot.runs import Run
 from trainpilot.tuning.messages import Msg, recorded
 
@@ -67,7 +68,7 @@ def analyze(run: Path = typer.Argument(..., help="A finished or running run dire
               **recorded(why),
               "diagnosis": diagnosis.to_dict(), "analysis_text": proposal.analysis,
               "raw_output": proposal.raw_output or proposal.analysis, "changes": validated.changes,
-              "rejected": validated.rejected, "notes": validated.notes, "status": str(AdjustmentStatus.RECORDED),
+              "rejected": validated.rejected, **recorded_notes(validated.notes), "status": str(AdjustmentStatus.RECORDED),
               "outcome": None,
               "config_before": cfg.to_dict(), "config_after": (validated.new_config or cfg).to_dict()}
     append_jsonl(rd.root / "adjustments.jsonl", record)

@@ -48,6 +48,7 @@ from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, cre
 from trainpilot.tuning.advisors.rules import blocked_changes
 from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
 from trainpilot.tuning.messages import Msg
+from trainpilot.text import recorded_notes
 
 if TYPE_CHECKING:
     from trainpilot.engine.trainer import Trainer
@@ -248,17 +249,17 @@ class TuningController:
             "reason_msg": why.to_dict(), "diagnosis": diagnosis.to_dict(),
             "analysis_text": proposal.analysis, "raw_output": proposal.raw_output or proposal.analysis,
             "changes": validated.changes, "rejected": validated.rejected, "unchanged": validated.unchanged,
-            "notes": validated.notes, "status": S.RECORDED, "outcome": None,
+            **recorded_notes(validated.notes), "status": S.RECORDED, "outcome": None,
             "evaluate_after_epochs": self.it.evaluation_window,
             "config_before": tr.cfg.to_dict(), "config_after": (validated.new_config or tr.cfg).to_dict(),
         }
         if getattr(self, "_finished", False):
             record.update(status=S.RECORDED, config_after=tr.cfg.to_dict(),
-                          notes=[*validated.notes, "the proposal arrived after the last epoch: recorded, not applied"])
+                          **recorded_notes([*validated.notes, Msg("note.late")]))
         elif epoch - asked_at > self.it.stale_after_epochs:
             record.update(status=S.STALE, changes=[], config_after=tr.cfg.to_dict(),
-                          notes=[*validated.notes, f"the proposal asked for at epoch {asked_at} arrived at epoch "
-                                 f"{epoch}, more than stale_after_epochs={self.it.stale_after_epochs} later: dropped"])
+                          **recorded_notes([*validated.notes, Msg("note.stale", {"asked": asked_at, "at": epoch,
+                                                                                  "n": self.it.stale_after_epochs})]))
         elif not validated.changes or self.it.mode == "off":
             record["status"] = S.RECORDED if validated.changes or validated.rejected or self.it.mode == "off" else S.NO_CHANGE
         elif self.it.mode == "suggest":
@@ -284,11 +285,9 @@ class TuningController:
         if features.get("collapsed") and lowered and tr.initial_weights is not None:
             schedule = tr.reset_weights()  # the last state the too-high lr had not damaged; nothing learned is lost
             self.discarded.append([1, epoch])
-            notes.append("weights reset to the run's initial weights before the lr change: at that lr they held nothing "
-                         "worth keeping (never above chance, or a training loss above a uniform guess's), so this is "
-                         f"a rollback to the last undamaged state; {schedule}")
+            notes += [Msg("note.reset"), schedule]
         result = tr.apply_changes(updates)
-        record["apply_notes"] = notes + result.notes
+        record.update(recorded_notes(notes + result.notes, "apply_notes"))
         record["config_after"] = tr.cfg.to_dict()
         record["status"] = S.APPLIED if record["status"] != S.APPROVED else S.APPROVED
         self.applied += 1

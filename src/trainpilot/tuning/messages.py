@@ -1,4 +1,4 @@
-"""Every sentence the tuning controller writes, in English and Chinese, in one catalogue.
+"""Every sentence the tuning controller writes, in English and Chinese, in one catalogue (see :mod:`trainpilot.text`).
 
 Findings and remedies carry a message key and its arguments (:class:`Msg`) and are rendered in
 the report's language only when shown: a run is diagnosed once and can be read in either language.
@@ -6,10 +6,12 @@ the report's language only when shown: a run is diagnosed once and can be read i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from trainpilot.jsonio import sanitize_for_json
+import trainpilot.engine.notes  # noqa: F401  (the engine's notes join the catalogue: records keep their keys)
+from trainpilot.text import CATALOGUE, Msg, render_stored, say
+
+__all__ = ["MESSAGES", "Msg", "say", "render_stored", "state_label", "recorded", "reason_in", "render_findings"]
 
 MESSAGES: dict[str, tuple[str, str]] = {
     # -- state names (English names are the state ids) --------------------------------------------
@@ -44,6 +46,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
                             "broken must", "{metric} 未达到改动前的最佳值，而对未出故障的训练所做的改进须达到"),
     "outcome.superseded": ("superseded by a further emergency remedy", "被后续的紧急补救措施取代"),
     "outcome.exploded": ("the loss became non-finite or exploded after this change", "此改动后损失变为非有限值或急剧增大"),
+    # -- notes on a proposal or on how it was applied ----------------------------------------------------
+    "note.weights_by_trainer": ("class weights will be computed by the trainer from the training counts",
+                                "类别权重将由训练器根据训练集计数计算"),
+    "note.mixup_inactive": ("{key} changed while advanced_augmentation_enabled is false: no effect until it is enabled",
+                            "advanced_augmentation_enabled 为 false 时修改了 {key}：启用前不起作用"),
+    "note.onecycle_warmup": ("OneCycleLR has its own warm-up phase; the separate warmup is not used with it",
+                             "OneCycleLR 自带预热阶段，单独的预热不与其同时使用"),
+    "note.late": ("the proposal arrived after the last epoch: recorded, not applied", "建议在最后一轮之后才到达：已记录，未应用"),
+    "note.stale": ("the proposal asked for at epoch {asked} arrived at epoch {at}, more than stale_after_epochs={n} "
+                   "later: dropped", "第 {asked} 轮请求的建议在第 {at} 轮才到达，超过 stale_after_epochs={n}：已丢弃"),
+    "note.reset": ("weights reset to the run's initial weights before the lr change: at that lr they held nothing worth "
+                   "keeping (never above chance, or a training loss above a uniform guess's), so this is a rollback "
+                   "to the last undamaged state", "调整学习率前已将权重重置为训练开始时的权重：在那个学习率下它们没有"
+                   "值得保留的内容（从未高于随机水平，或训练损失高于均匀猜测），因此这是回到最后一个未受损的状态"),
     # -- why the action schema rejected a proposed change (the English text is what the run records) ----------
     "reject.number": ("expected a number, got {got}", "应为数字，实际为 {got}"),
     "reject.number_none": ("expected a number, got nothing", "应为数字，但没有给出值"),
@@ -271,38 +287,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def say(key: str, lang: str = "en", /, **args: Any) -> str:
-    """The message ``key`` in ``lang`` (``zh`` or anything else for English), formatted with ``args``."""
-    en, zh = MESSAGES[key]
-    return (zh if lang == "zh" else en).format(**args)
+CATALOGUE.update(MESSAGES)
 
 
 def state_label(state: str, lang: str = "en") -> str:
     return say(f"state.{state}", lang) if f"state.{state}" in MESSAGES else state
-
-
-@dataclass(frozen=True)
-class Msg:
-    """A message key with its arguments, rendered on demand."""
-
-    key: str
-    args: dict[str, Any] = field(default_factory=dict)
-
-    def render(self, lang: str = "en") -> str:
-        return say(self.key, lang, **self.args)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The key and its arguments as stored in a run's records, so a reader can render another language."""
-        return {"key": self.key, "args": sanitize_for_json(self.args)}
-
-
-def render_stored(stored: Any, lang: str, fallback: str) -> str:
-    """A message stored with :meth:`Msg.to_dict`, rendered in ``lang``; ``fallback`` (the text as written) where
-    there is none, or it no longer renders (an unknown key, or an argument stored as "nan")."""
-    try:
-        return say(stored["key"], lang, **stored["args"])
-    except (KeyError, TypeError, ValueError, IndexError):
-        return fallback
 
 
 def recorded(why: "Msg | str") -> dict[str, Any]:

@@ -50,7 +50,7 @@ UI: dict[str, tuple[str, str]] = {
     "run.live": ("live", "实时"), "run.epoch": ("epoch", "轮次"),
     "card.trigger": ("Trigger", "触发"), "card.diagnosis": ("Diagnosis", "诊断"), "card.changes": ("Changes", "变更"),
     "card.rejected": ("Rejected proposals", "被拒绝的建议"), "card.advisor": ("Advisor's analysis", "顾问分析全文"),
-    "card.outcome": ("Outcome", "效果"), "card.report": ("Report", "报告"), "card.window": ("evaluated over epochs", "评估轮次"),
+    "card.outcome": ("Outcome", "效果"), "card.notes": ("Notes", "说明"), "card.report": ("Report", "报告"), "card.window": ("evaluated over epochs", "评估轮次"),
     "card.approve": ("Approve", "批准"), "card.reject": ("Reject", "拒绝"), "card.note": ("Note (optional)", "备注（可选）"),
     "card.decided": ("{decision} by {by} at {at}", "{at} 由 {by} {decision}"),
     "card.approved": ("approved", "批准"), "card.rejected_by": ("rejected", "拒绝"),

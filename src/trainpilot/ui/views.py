@@ -15,6 +15,7 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
+from trainpilot.text import notes_in
 from trainpilot.tuning.messages import reason_in, render_findings, render_stored, state_label
 from trainpilot.ui.i18n import strings
 
@@ -83,7 +84,7 @@ def adjustment_view(adj: dict, decisions: dict[str, dict], lang: str, reports: d
             "changes": [{**c, "words": change_words(c), "reason": reason_in(c, lang)}
                         for c in adj.get("changes") or [] if isinstance(c, dict)],
             "rejected": [{**x, "reason": reason_in(x, lang)} for x in adj.get("rejected") or [] if isinstance(x, dict)],
-            "notes": (adj.get("notes") or []) + (adj.get("apply_notes") or []),
+            "notes": notes_in(adj, "notes", lang) + notes_in(adj, "apply_notes", lang),
             "advisor": adj.get("advisor") or "", "analysis": adj.get("raw_output") or adj.get("analysis_text") or "",
             "outcome": outcome and {**outcome, "why": render_stored(outcome.get("why_msg"), lang, str(outcome.get("why") or ""))},
             "decision": decision, "report": reports.get(str(adj.get("adj_id")))}

@@ -82,7 +82,7 @@
       <div class="label">${esc(T["card.trigger"])}</div><div>${esc(a.trigger)} — ${esc(a.reason)}</div>
       ${states ? `<div class="label">${esc(T["card.diagnosis"])}</div>${states}` : ""}
       ${changes}${rejected}
-      ${a.notes.length ? `<ul class="sub">${a.notes.map(n => `<li>${esc(n)}</li>`).join("")}</ul>` : ""}
+      ${a.notes.length ? `<div class="label">${esc(T["card.notes"])}</div><ul class="sub notes">${a.notes.map(n => `<li>${esc(n)}</li>`).join("")}</ul>` : ""}
       ${a.analysis ? `<details><summary>${esc(T["card.advisor"])} (${esc(a.advisor)})</summary><pre>${esc(a.analysis)}</pre></details>` : ""}
       ${outcome}${decision(a)}<div class="sub" style="margin-top:.4rem">${report}</div></article>`;
   }
