@@ -51,9 +51,15 @@ def recorded_notes(notes: list[Msg], name: str = "notes") -> dict[str, list]:
     return {name: [n.render("en") for n in notes], f"{name}_msg": [n.to_dict() for n in notes]}
 
 
-def notes_in(entry: dict, name: str, lang: str) -> list[str]:
-    """A record's ``name`` notes in ``lang`` where it keeps their keys (``<name>_msg``), else as written."""
-    written, stored = [str(n) for n in entry.get(name) or []], entry.get(f"{name}_msg")
+def render_all(written: list[Any], stored: Any, lang: str) -> list[str]:
+    """Sentences kept as text (``written``) and as messages (``stored``, one per sentence), in ``lang`` where the
+    messages are there, else as written."""
+    written = [str(w) for w in written or []]
     if not isinstance(stored, list) or len(stored) != len(written):
         return written
     return [render_stored(m, lang, text) for m, text in zip(stored, written)]
+
+
+def notes_in(entry: dict, name: str, lang: str) -> list[str]:
+    """A record's ``name`` notes in ``lang`` where it keeps their keys (``<name>_msg``), else as written."""
+    return render_all(entry.get(name), entry.get(f"{name}_msg"), lang)

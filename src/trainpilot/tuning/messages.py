@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import trainpilot.engine.notes  # noqa: F401  (the engine's notes join the catalogue: records keep their keys)
-from trainpilot.text import CATALOGUE, Msg, render_stored, say
+from trainpilot.text import CATALOGUE, Msg, render_all, render_stored, say
 
 __all__ = ["MESSAGES", "Msg", "say", "render_stored", "state_label", "recorded", "reason_in", "render_findings"]
 
@@ -309,7 +309,4 @@ def reason_in(entry: dict, lang: str, default: str = "") -> str:
 def render_findings(state: dict, lang: str) -> list[str]:
     """A stored diagnosis state's findings in ``lang`` where the record keeps their message keys (``findings``);
     else its ``evidence`` as written."""
-    written, stored = [str(e) for e in state.get("evidence") or []], state.get("findings")
-    if not isinstance(stored, list) or len(stored) != len(written):
-        return written
-    return [render_stored(m, lang, text) for m, text in zip(stored, written)]
+    return render_all(state.get("evidence"), state.get("findings"), lang)
