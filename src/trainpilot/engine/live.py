@@ -16,7 +16,6 @@ from timm.data import Mixup
 
 from trainpilot.config import TrainConfig, build_config
 from trainpilot.data.weights import compute_class_weights, sampled_counts
-import trainpilot.engine.notes  # noqa: F401  (the note.* sentences join the catalogue)
 from trainpilot.engine import label_filter
 from trainpilot.engine.loss import ClassificationLoss
 from trainpilot.engine.optim import LRSchedule, build_optimizer, set_weight_decay
