@@ -13,8 +13,8 @@ from rich.console import Console
 
 from trainpilot.engine.events import AdjustmentStatus
 from trainpilot.jsonio import append_jsonl
-from trainpilot.text import recorded_notes
 from trainpilot.runs import Run
+from trainpilot.text import recorded_notes
 from trainpilot.tuning.messages import Msg, recorded
 
 console = Console(stderr=True, soft_wrap=True)

@@ -15,8 +15,8 @@ from trainpilot.engine.events import EpochRow
 from trainpilot.reports.i18n import label
 from trainpilot.runs import Run
 from trainpilot.runs_cli import config_diff, flat_config, run_row
-from trainpilot.text import notes_in
-from trainpilot.tuning.messages import reason_in, render_findings, render_stored, state_label
+from trainpilot.text import notes_in, render_stored
+from trainpilot.tuning.messages import reason_in, render_findings, state_label
 from trainpilot.ui.i18n import strings
 
 SERIES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_macro_f1", "lr")
