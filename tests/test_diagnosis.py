@@ -387,6 +387,22 @@ def test_train_losses_under_a_changed_loss_are_not_compared_with_the_old_ones():
     assert real.state("diverging")  # a blow-up within the new loss still counts (2.0 = 2.5x its best 0.8)
 
 
+def test_a_mixup_train_loss_that_rises_within_its_noise_is_no_divergence():
+    """Under Mixup/CutMix an epoch's train loss is against randomly mixed targets: a 2-epoch rise that stays
+    below where the mixed loss started (ok-majority, 40 epochs: mixup from epoch 6, val loss fine) is no
+    divergence, while the same curve without mixup, or a blow-up under it, still is."""
+    tl = [1.65, 1.38, 1.01, 0.91, 0.87, 0.78, 1.24, 1.16, 1.01, 0.97, 1.02, 1.2]
+    vl = [0.86, 0.83, 1.02, 0.57, 0.57, 0.8, 0.68, 0.52, 0.54, 0.52, 0.47, 0.62]
+    ta = [0.43, 0.56, 0.75, 0.79, 0.81, 0.86, 0.54, 0.52, 0.73, 0.49, 0.66, 0.57]
+    va = [0.71, 0.77, 0.76, 0.84, 0.81, 0.78, 0.8, 0.9, 0.89, 0.89, 0.9, 0.87]
+    mixup = build_config({"advanced_augmentation_enabled": True})
+    d = diagnose(make_history(tl, vl, ta, va), mixup, COUNTS, loss_since=6)
+    assert not d.state("diverging") and d.features.train_loss_rising == 0, d.to_dict()
+    assert diagnose(make_history(tl, vl, ta, va), CFG, COUNTS, loss_since=6).state("diverging")
+    blowup = diagnose(make_history(tl[:-1] + [2.1], vl, ta, va), mixup, COUNTS, loss_since=6)
+    assert blowup.state("diverging")  # 2.1 is 2.2x the mixed loss's best (0.97)
+
+
 def test_a_class_not_learned_on_balanced_counts_is_no_imbalance():
     history = [dict(r) for r in SCENARIOS["imbalance"]]
     history[-1] = {**history[-1], "confusion_matrix": [[10, 0, 0, 0], [0, 9, 1, 0], [0, 1, 9, 0], [0, 1, 8, 1]]}

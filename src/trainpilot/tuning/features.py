@@ -188,7 +188,7 @@ class Features:
     mixup: bool = False
     loss_since: int = 0                # train losses of epochs up to this one are not compared with later ones
     saturated: bool = False            # at most one val image wrong (and 99% right) in each epoch of the window
-    train_loss_rising: int = 0         # epochs the train loss rose in a row (same loss, > 10%/epoch, not saturated)
+    train_loss_rising: int = 0         # epochs the train loss rose in a row, where that counts (compute_features)
     lr_evidence: list[Msg] = field(default_factory=list, repr=False)
     series: Series | None = field(default=None, repr=False)
 
@@ -263,8 +263,10 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
     n_val = sum(map(sum, last["cm"])) if last["cm"] else 0
     f.saturated = (mon != "val_loss" and n >= window and n_val > 0  # at most one val image wrong, and 99% right
                    and all(a >= 0.99 and (1 - a) * n_val <= 1 + 1e-6 for a in va[-window:]))
-    # a rising train loss on a saturated model is a wobble on an intact model, not divergence
-    f.train_loss_rising = run_up(same) if f.train_loss_trend > 0.1 and not f.saturated else 0
+    # a rising train loss on a saturated model is a wobble on an intact model, not divergence; under Mixup/CutMix
+    # an epoch's loss is against randomly mixed targets and moves 10-20% with the draws: only a blow-up counts
+    f.mixup = cfg.advanced_augmentation_enabled
+    f.train_loss_rising = run_up(same) if f.train_loss_trend > 0.1 and not (f.saturated or f.mixup) else 0
     f.diverging = (nonfinite_loss or last["nonfinite"] > 0
                    or f.train_loss_vs_best > f.divergence_threshold or f.train_loss_rising >= 2)
     f.near_chance = bool(k) and va[-1] <= f.chance + max(0.05, 0.25 * f.chance)
@@ -279,7 +281,6 @@ def compute_features(history: list[dict], cfg: TrainConfig, train_counts: list[i
                                  if math.isfinite(before) and math.isfinite(rec) else math.nan)
     _class_features(f, rows, counts, names, cfg.sampler)
     f.imbalance_handled = cfg.sampler != "shuffle" or cfg.use_class_weights
-    f.mixup = cfg.advanced_augmentation_enabled
     if n > window:  # the first epoch's train accuracy is an average over a model that was still random
         gaps = [1 - r["train_acc"] / e if e > 0 else math.nan
                 for r in rows[-window:] for e in [_expected_train_acc(r, counts, names, cfg.sampler)]]
