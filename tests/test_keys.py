@@ -273,6 +273,19 @@ def test_train_crop_keys(tiny_cfg, tmp_path):
     assert not torch.allclose(jittered(0.5), jittered(0.5)[:1].expand(4, -1, -1, -1))
 
 
+@covers("rotation_degrees")
+def test_rotation_key_turns_the_crops_within_its_angle(tiny_cfg, tmp_path):
+    def angles(deg, h, w):  # each crop's first row as a direction in the source's pixels, in degrees from level
+        aug = _trainer(tiny_cfg, tmp_path, rotation_degrees=deg).augment
+        aug.generator.manual_seed(0)
+        row = (lambda g: g[:, 0, -1] - g[:, 0, 0])(aug.crop_flip_grid(256, h, w))
+        return torch.rad2deg(torch.atan2(row[:, 1].abs() * h, row[:, 0].abs() * w))  # flips do not count
+    assert angles(0.0, 8, 8).max() == 0
+    for h, w in ((8, 8), (8, 16)):  # a wide input turns by the same angles: no shear from its aspect
+        a = angles(20.0, h, w)
+        assert a.max() <= 20.001 and a.max() > 17 and 6 < a.mean() < 14, (h, w, a.max(), a.mean())
+
+
 @covers("num_workers", "cache_images", "cache_max_gb", "device", "channels_last", "compile")
 def test_runtime_keys(tiny_cfg, tmp_path):
     streamed = _trainer(tiny_cfg, tmp_path, cache_images="never", num_workers=1)

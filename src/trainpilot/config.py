@@ -111,7 +111,7 @@ class TrainConfig(_Strict):
         "balanced", "How class weights are computed; custom takes class_weights as given. (auto)", tunable="live")
     weight_decay: float = _f(0.05, "Weight decay (decoupled for AdamW).", ge=0.0, le=10.0, tunable="live")
     lr_scheduler: Literal[SCHEDULERS] = _f("CosineAnnealingLR", "Learning-rate schedule after warmup.", tunable="restart")
-    use_augmentation: bool = _f(True, "Random resized crop, flips and brightness/contrast jitter on training images.", tunable="live")
+    use_augmentation: bool = _f(True, "Random resized crop, flips, brightness/contrast jitter (and rotation_degrees) on training images.", tunable="live")
     early_stopping: bool = _f(True, "Stop when the monitored validation metric stops improving.", tunable="live")
     early_stopping_patience: int = _f(
         10, "Epochs in which neither the monitored metric nor val_loss improved before stopping.",
@@ -181,6 +181,9 @@ class TrainConfig(_Strict):
     color_jitter: float = _f(
         0.2, "Brightness and contrast jitter strength (use_augmentation); factors are drawn from [1-x, 1+x]. [new]",
         ge=0.0, le=0.9)
+    rotation_degrees: float = _f(
+        0.0, "Largest angle of a random rotation of the training crops, either way (use_augmentation); surface defects "
+             "have no canonical orientation. 0: none. [new]", ge=0.0, le=180.0)
     time_budget_minutes: float = _f(
         0.0, "Wall-clock budget for training in minutes (0: none). After each epoch, num_epochs (at most the planned) "
              "and the lr schedule are re-planned to what fits at the last 3 epochs' times. [new]", ge=0.0, le=1e6)
@@ -432,18 +435,15 @@ def reference_markdown() -> str:
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, f"{prefix}{name}.")
                 continue
-            bounds = []
-            for meta in field.metadata:
-                for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-                    if getattr(meta, attr, None) is not None:
-                        bounds.append(f"{sym} {getattr(meta, attr)}")
-            type_name = type_label(ann)
+            bounds = [f"{sym} {getattr(meta, attr)}" for meta in field.metadata
+                      for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                      if getattr(meta, attr, None) is not None]
             default = field.get_default(call_default_factory=True)
             help_text = (field.description or "").replace("|", "\\|")
             tunable = (field.json_schema_extra or {}).get("tunable") if isinstance(field.json_schema_extra, dict) else None
             if tunable:
                 help_text += f" *Tunable ({tunable}).*"
-            lines.append(f"| `{prefix}{name}` | `{type_name}` | `{json.dumps(default, ensure_ascii=False)}` | "
+            lines.append(f"| `{prefix}{name}` | `{type_label(ann)}` | `{json.dumps(default, ensure_ascii=False)}` | "
                          f"{', '.join(bounds)} | {help_text} |")
 
     walk(TrainConfig, "")

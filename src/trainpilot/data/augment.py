@@ -1,9 +1,9 @@
 """Batched augmentation on uint8 image tensors, on whatever device the model uses.
 
-One ``affine_grid`` + ``grid_sample`` call does a random resized crop and horizontal/vertical
-flips for the whole batch, and brightness/contrast jitter is two broadcast ops, so there is no
-per-image Python work in the training step. Surface defects have no canonical orientation, so
-vertical flips are safe; colour jitter is limited to brightness and contrast because inspection
+One sampling grid + ``grid_sample`` call does a random resized crop, horizontal/vertical flips and
+an optional small rotation for the whole batch, and brightness/contrast jitter is two broadcast ops,
+so there is no per-image Python work in the training step. Surface defects have no canonical
+orientation, so vertical flips and rotations are safe; colour jitter is limited to brightness and contrast because inspection
 images are mostly grey and hue shifts would only add noise.
 """
 
@@ -25,14 +25,16 @@ class BatchAugment:
         scale: area range of the random resized crop.
         ratio: aspect-ratio range of the crop.
         jitter: brightness and contrast factors are drawn from ``[1 - jitter, 1 + jitter]``.
+        rotation: largest angle of a random rotation, in degrees either way (0: none).
         generator: seeded torch.Generator on the CPU; draws are made there so runs replay exactly.
     """
 
     def __init__(self, mean, std, *, size: int | tuple[int, int] | None = None, enabled: bool = True, scale=(0.35, 1.0),
-                 ratio=(3 / 4, 4 / 3), jitter: float = 0.2, generator: torch.Generator | None = None):
+                 ratio=(3 / 4, 4 / 3), jitter: float = 0.2, rotation: float = 0.0,
+                 generator: torch.Generator | None = None):
         self.set_normalization(mean, std)
         self.size = (size, size) if isinstance(size, int) else size
-        self.enabled, self.scale, self.ratio, self.jitter = enabled, scale, ratio, jitter
+        self.enabled, self.scale, self.ratio, self.jitter, self.rotation = enabled, scale, ratio, jitter, rotation
         self.generator = generator or torch.Generator().manual_seed(0)
 
     def set_normalization(self, mean, std) -> None:
@@ -63,8 +65,8 @@ class BatchAugment:
         return torch.rand(n, generator=self.generator) * (high - low) + low
 
     def crop_flip_grid(self, n: int, height: int, width: int) -> torch.Tensor:
-        """Sampling grids for a random resized crop with random flips (axis-aligned, so separable:
-        built by broadcasting instead of ``affine_grid``'s batched matmul)."""
+        """Sampling grids for a random resized crop with random flips and, with ``rotation``, a random turn
+        about the crop's centre (built by broadcasting instead of ``affine_grid``'s batched matmul)."""
         area = self._uniform(n, *self.scale)
         aspect = torch.exp(self._uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1])))
         w = torch.sqrt(area * aspect).clamp(max=1.0)
@@ -75,8 +77,13 @@ class BatchAugment:
         flip_y = torch.where(torch.rand(n, generator=self.generator) < 0.5, -1.0, 1.0)
         lin_x = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1  # pixel centres in [-1, 1]
         lin_y = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
-        gx = (w * flip_x).view(n, 1, 1) * lin_x.view(1, 1, width) + cx.view(n, 1, 1)
-        gy = (h * flip_y).view(n, 1, 1) * lin_y.view(1, height, 1) + cy.view(n, 1, 1)
+        u = (w * flip_x).view(n, 1, 1) * lin_x.view(1, 1, width)  # offsets from the crop's centre
+        v = (h * flip_y).view(n, 1, 1) * lin_y.view(1, height, 1)
+        if self.rotation > 0:  # turned in pixels: grid units along x are width/height times those along y
+            angle = self._uniform(n, -self.rotation, self.rotation).view(n, 1, 1) * (math.pi / 180)
+            cos, sin, r = torch.cos(angle), torch.sin(angle), width / height
+            u, v = cos * u - sin / r * v, sin * r * u + cos * v
+        gx, gy = u + cx.view(n, 1, 1), v + cy.view(n, 1, 1)
         return torch.stack((gx.expand(n, height, width), gy.expand(n, height, width)), dim=-1)
 
     def __call__(self, images: torch.Tensor, dtype=torch.float32,

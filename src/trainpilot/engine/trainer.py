@@ -86,7 +86,8 @@ class Trainer(LiveChanges, TrainerState):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         geo = Geometry.of(cfg)
         self.augment = BatchAugment(model_info["mean"], model_info["std"], size=(geo.height, geo.width),
-                                    enabled=cfg.use_augmentation, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.color_jitter)
+                                    enabled=cfg.use_augmentation, scale=(cfg.crop_scale_min, 1.0), jitter=cfg.color_jitter,
+                                    rotation=cfg.rotation_degrees)
         self.ema = SparseEma(self.model, decay=cfg.model_ema_decay, use_warmup=True) if cfg.model_ema else None
         # The weights the run starts from (a seeded init, so a resumed run rebuilds the same ones): the last
         # known-good state of a run that collapsed before it learned anything.
