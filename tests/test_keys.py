@@ -278,7 +278,8 @@ def test_rotation_key_turns_the_crops_within_its_angle(tiny_cfg, tmp_path):
     def angles(deg, h, w):  # each crop's first row as a direction in the source's pixels, in degrees from level
         aug = _trainer(tiny_cfg, tmp_path, rotation_degrees=deg).augment
         aug.generator.manual_seed(0)
-        row = (lambda g: g[:, 0, -1] - g[:, 0, 0])(aug.crop_flip_grid(256, h, w))
+        grid = aug.crop_flip_grid(256, h, w)
+        row = grid[:, 0, -1] - grid[:, 0, 0]
         return torch.rad2deg(torch.atan2(row[:, 1].abs() * h, row[:, 0].abs() * w))  # flips do not count
     assert angles(0.0, 8, 8).max() == 0
     for h, w in ((8, 8), (8, 16)):  # a wide input turns by the same angles: no shear from its aspect

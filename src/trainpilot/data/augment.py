@@ -1,10 +1,10 @@
 """Batched augmentation on uint8 image tensors, on whatever device the model uses.
 
 One sampling grid + ``grid_sample`` call does a random resized crop, horizontal/vertical flips and
-an optional small rotation for the whole batch, and brightness/contrast jitter is two broadcast ops,
-so there is no per-image Python work in the training step. Surface defects have no canonical
-orientation, so vertical flips and rotations are safe; colour jitter is limited to brightness and contrast because inspection
-images are mostly grey and hue shifts would only add noise.
+an optional rotation for the whole batch, and brightness/contrast jitter is two broadcast ops, so
+there is no per-image Python work in the training step. Surface defects have no canonical
+orientation, so vertical flips and rotations are safe; colour jitter is limited to brightness and
+contrast because inspection images are mostly grey and hue shifts would only add noise.
 """
 
 from __future__ import annotations
