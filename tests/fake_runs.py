@@ -77,7 +77,12 @@ def make_run(runs_dir: Path, name: str, epochs: int = 10, adjustments: list[dict
     (root / "run.json").write_text(json.dumps({"session_id": name, "classes": classes, "val_count": 40,
                                                "train_counts": [40 + 30 * i for i in range(len(classes))]},
                                               ensure_ascii=False), encoding="utf-8")
-    _write_jsonl(root / "metrics.jsonl", [r for e in range(1, epochs + 1) for r in epoch_records(e, classes, rng, t0)])
+    records = [r for e in range(1, epochs + 1) for r in epoch_records(e, classes, rng, t0)]
+    for a in adjustments or []:  # the lr the run trained at follows its kept (or still applied) lr changes
+        for c in a["changes"] if a["status"] in ("applied", "kept") else []:
+            for r in (r for r in records if c["key"] == "learning_rate" and r["epoch"] > a["epoch"] and "lr" in r):
+                r["lr"] *= c["new"] / c["old"]
+    _write_jsonl(root / "metrics.jsonl", records)
     _write_jsonl(root / "adjustments.jsonl", adjustments or [])
     status = {"state": state, "reason": "completed num_epochs" if state == "completed" else state, "epoch": epochs,
               "pid": os.getpid(), "host": socket.gethostname(), "started_at": t0, "heartbeat": time.time()}
