@@ -72,16 +72,17 @@ def make_run(runs_dir: Path, name: str, epochs: int = 10, adjustments: list[dict
     rng, t0 = random.Random(seed), time.time() - 3600
     cfg = TrainConfig().to_dict()
     cfg.update(data_dir=f"/data/{name}_set", model_name=model, num_epochs=num_epochs or epochs)
+    # a kept (or still applied) change is in the final config and, for the lr, in every later epoch's record
+    applied = [(a["epoch"], c) for a in adjustments or [] if a["status"] in ("applied", "kept") for c in a["changes"]]
+    cfg.update({c["key"]: c["new"] for _, c in applied})
     cfg["intelligent_training"]["mode"] = mode
     (root / "config.resolved.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
     (root / "run.json").write_text(json.dumps({"session_id": name, "classes": classes, "val_count": 40,
                                                "train_counts": [40 + 30 * i for i in range(len(classes))]},
                                               ensure_ascii=False), encoding="utf-8")
     records = [r for e in range(1, epochs + 1) for r in epoch_records(e, classes, rng, t0)]
-    for a in adjustments or []:  # the lr the run trained at follows its kept (or still applied) lr changes
-        for c in a["changes"] if a["status"] in ("applied", "kept") else []:
-            for r in (r for r in records if c["key"] == "learning_rate" and r["epoch"] > a["epoch"] and "lr" in r):
-                r["lr"] *= c["new"] / c["old"]
+    for r in (r for r in records if "lr" in r):
+        r["lr"] *= math.prod(c["new"] / c["old"] for e, c in applied if c["key"] == "learning_rate" and r["epoch"] > e)
     _write_jsonl(root / "metrics.jsonl", records)
     _write_jsonl(root / "adjustments.jsonl", adjustments or [])
     status = {"state": state, "reason": "completed num_epochs" if state == "completed" else state, "epoch": epochs,

@@ -43,8 +43,8 @@ from trainpilot.engine.rundir import RunDir, append_jsonl, read_jsonl
 from trainpilot.reports.data import load_adjustments
 from trainpilot.engine.metrics import judged_value, monitor_value
 from trainpilot.reports.markdown import write_adjustment_report
-from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.text import recorded_notes
+from trainpilot.tuning.actions import IMBALANCE_KEYS, Proposal, loss_changed_at, validate_proposal
 from trainpilot.tuning.advisors import Advisor, AdvisorContext, RuleAdvisor, create_advisor
 from trainpilot.tuning.advisors.rules import blocked_changes
 from trainpilot.tuning.diagnosis import IMBALANCED, diagnose, num
