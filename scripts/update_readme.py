@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from trainpilot.config import reference_markdown
+from trainpilot.config_reference import reference_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- CONFIG-REFERENCE:START -->", "<!-- CONFIG-REFERENCE:END -->"

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import SEED_DIR
 from trainpilot.config import (ConfigError, TrainConfig, all_keys, apply_overrides, build_config, input_path,
-                               load_config, output_dir, reference_markdown)
+                               load_config, output_dir)
+from trainpilot.config_reference import reference_markdown
 
 
 @pytest.mark.parametrize("name", ["original_config.json", "adjusted_config.json"])

@@ -215,7 +215,8 @@ def config_cmd(
     markdown: bool = typer.Option(False, "--markdown", help="Print the config reference as a Markdown table."),
 ) -> None:
     """Show every config key with its default, bounds and help, or validate a config file."""
-    from trainpilot.config import load_config, reference_markdown
+    from trainpilot.config import load_config
+    from trainpilot.config_reference import reference_markdown
 
     if markdown or (file is None and not set_):
         print(reference_markdown())

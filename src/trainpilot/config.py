@@ -1,7 +1,8 @@
 """TrainConfig: every setting trainpilot understands, defined once.
 
 Each key has its type, default, bounds and help text here; validation, the README's config
-reference and the tuning controller's action schema are all derived from this module.
+reference (:mod:`trainpilot.config_reference`) and the tuning controller's action schema are all
+derived from this module.
 The seed application's 52 keys load verbatim (Chinese class names and Windows paths included);
 the keys it added are marked ``[new]`` in their help text.
 """
@@ -409,42 +410,3 @@ def output_dir(cfg: TrainConfig, key: str) -> tuple[Path | None, str | None]:
         return None, (f"config key '{key}' is a Windows path ({value!r}); it cannot be used on "
                       f"{os.uname().sysname}, so the run directory is used instead (set --set {key}=DIR to change)")
     return Path(value).expanduser(), None
-
-
-# --------------------------------------------------------------------------------------------
-# documentation
-
-def type_label(ann: Any) -> str:
-    """A field's type for people: Literal choices spelled out (``one of: Adam, AdamW, ...``)."""
-    from typing import get_args, get_origin
-
-    if get_origin(ann) is Literal:
-        return "one of: " + ", ".join(str(a) for a in get_args(ann))
-    if get_origin(ann) is list and get_args(ann) and get_origin(get_args(ann)[0]) is Literal:
-        return "list of: " + ", ".join(str(a) for a in get_args(get_args(ann)[0]))
-    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-
-
-def reference_markdown() -> str:
-    """The README's config reference, generated from the schema."""
-    lines = ["| key | type | default | bounds | meaning |", "|---|---|---|---|---|"]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                walk(ann, f"{prefix}{name}.")
-                continue
-            bounds = [f"{sym} {getattr(meta, attr)}" for meta in field.metadata
-                      for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-                      if getattr(meta, attr, None) is not None]
-            default = field.get_default(call_default_factory=True)
-            help_text = (field.description or "").replace("|", "\\|")
-            tunable = (field.json_schema_extra or {}).get("tunable") if isinstance(field.json_schema_extra, dict) else None
-            if tunable:
-                help_text += f" *Tunable ({tunable}).*"
-            lines.append(f"| `{prefix}{name}` | `{type_label(ann)}` | `{json.dumps(default, ensure_ascii=False)}` | "
-                         f"{', '.join(bounds)} | {help_text} |")
-
-    walk(TrainConfig, "")
-    return "\n".join(lines)

@@ -14,7 +14,8 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
-from trainpilot.config import ConfigError, TrainConfig, build_config, parse_value, type_label
+from trainpilot.config import ConfigError, TrainConfig, build_config, parse_value
+from trainpilot.config_reference import type_label
 
 HIDDEN = {"task_type", "timestamp", "data_dir"}  # fixed, automatic, or the form's own dataset field
 GROUPS = (("basics", "Basics", "基本设置", ("model_name", "num_epochs", "batch_size", "learning_rate", "image_size",
