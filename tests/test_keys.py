@@ -126,6 +126,23 @@ def test_loss_keys(tiny_cfg, tmp_path):
     assert list(w["balanced"].values()) == pytest.approx([1.0] * 3)
 
 
+@covers("focal_gamma")
+def test_focal_gamma_takes_the_easy_images_out_of_the_loss(tiny_cfg, tmp_path):
+    ce = _trainer(tiny_cfg, tmp_path, label_smoothing_enabled=False).loss_fn
+    focal = _trainer(tiny_cfg, tmp_path, label_smoothing_enabled=False, focal_gamma=2.0).loss_fn
+    y = torch.tensor([0, 1])
+    easy, hard = torch.tensor([[4.0, 0, 0], [0, 4.0, 0]]), torch.tensor([[0, 4.0, 0], [4.0, 0, 0]])
+    assert focal(easy, y) / ce(easy, y) < 0.01 and focal(hard, y) / ce(hard, y) > 0.9
+    # mixup's soft targets, class weights and smoothing go through the same terms
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4]])
+    assert focal(easy, soft) < ce(easy, soft)
+    weighted = _trainer(tiny_cfg, tmp_path, focal_gamma=2.0, use_class_weights=True, weight_strategy="custom",
+                        class_weights={"划痕": 1.0, "污点": 1.0, "异物": 1.0}).loss_fn
+    assert weighted(hard, y) == pytest.approx(_trainer(tiny_cfg, tmp_path, focal_gamma=2.0).loss_fn(hard, y).item())
+    assert _trainer(tiny_cfg, tmp_path, focal_gamma=0.0).loss_fn(hard, y) == pytest.approx(
+        torch.nn.functional.cross_entropy(hard, y, label_smoothing=0.1).item())
+
+
 @covers("advanced_augmentation_enabled", "mixup_alpha", "cutmix_prob", "use_augmentation")
 def test_mixup_and_augmentation_switches(tiny_cfg, tmp_path):
     t = _trainer(tiny_cfg, tmp_path, advanced_augmentation_enabled=True, mixup_alpha=0.4, cutmix_prob=0.7,

@@ -134,6 +134,10 @@ class TrainConfig(_Strict):
     min_lr: float = _f(1e-6, "The lr floor.", ge=0.0, le=1.0)
     label_smoothing_enabled: bool = _f(True, "Label smoothing in the cross-entropy.", tunable="live")
     label_smoothing: float = _f(0.1, "Label smoothing amount.", ge=0.0, le=0.5, tunable="live")
+    focal_gamma: float = _f(
+        0.0, "Focal loss: each term -t log(p) of the cross-entropy is scaled by (1 - p)^focal_gamma, so the images "
+             "the model already gets right count less and the ones it misses more. 0: plain cross-entropy. Class "
+             "weights, label smoothing and mixup's soft targets apply either way. [new]", ge=0.0, le=5.0)
     model_ema: bool = _f(True, "Keep an EMA of the weights; the better of EMA and raw becomes best.pt.")
     model_ema_decay: float = _f(0.998, "EMA decay per optimizer step (with timm's warmup).", ge=0.0, lt=1.0, tunable="live")
     gradient_accumulation_enabled: bool = _f(False, "Accumulate gradients over several micro-batches.", tunable="live")

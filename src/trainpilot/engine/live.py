@@ -93,7 +93,7 @@ class LiveChanges:
                 cfg.class_weights = mapping
             weights = torch.tensor([mapping[c] for c in self.class_names], dtype=torch.float32, device=self.device)
         smoothing = cfg.label_smoothing if cfg.label_smoothing_enabled else 0.0
-        self.loss_fn = ClassificationLoss(weights, smoothing).to(self.device)
+        self.loss_fn = ClassificationLoss(weights, smoothing, cfg.focal_gamma).to(self.device)
         self.mixup = None
         if cfg.advanced_augmentation_enabled:
             self.mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.mixup_alpha, switch_prob=cfg.cutmix_prob,

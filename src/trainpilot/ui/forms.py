@@ -27,7 +27,7 @@ GROUPS = (("basics", "Basics", "基本设置", ("model_name", "num_epochs", "bat
                                                         "input_aspect", "rotate_to_fit", "sampler", "crop", "color",
                                                         "val_split", "cache", "train_cache", "num_workers",
                                                         "class_weights", "use_class_weights",
-                                                        "weight_strategy")),
+                                                        "weight_strategy", "focal_gamma")),
           ("regularisation", "Regularisation and stopping", "正则化与早停", ("dropout", "label_smoothing", "model_ema",
                                                                        "early_stopping", "activation")),
           ("tuning", "Intelligent training", "智能训练", ("intelligent_training.",)),
